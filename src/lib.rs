@@ -1,0 +1,19 @@
+//! autosam: prompt-free segmentation of medical volumes with a frozen Segment-Anything encoder,
+//! the same code natively and in the browser.
+//!
+//! The data path, one module a step: NIfTI bytes ([`nii`]) -> [`volume`] -> slices and encoder
+//! input ([`preprocess`]) -> model (on a [`backend`] device) -> label volume -> NIfTI export
+//! ([`nii::write`]). The [`web`] layer is a thin wasm-bindgen surface over the same code.
+
+#[cfg(feature = "model")]
+pub mod backend;
+pub mod error;
+pub mod nii;
+pub mod phantom;
+pub mod preprocess;
+pub mod volume;
+#[cfg(all(target_arch = "wasm32", feature = "model"))]
+pub mod web;
+
+pub use error::{Error, Result};
+pub use volume::Volume;
