@@ -1,0 +1,216 @@
+//! Volume -> encoder input, and encoder-sized masks -> back to the slice. Follows LiteMedSAM's
+//! pipeline: per volume, clip to the 0.5-99.5 percentiles of non-zero voxels and scale to [0, 1];
+//! per slice, resize the longest side to the encoder's size, min-max again, zero-pad bottom/right
+//! and repeat to 3 channels.
+
+use fast_image_resize::{
+    FilterType, ResizeAlg, ResizeOptions, Resizer, images::TypedImage, pixels::F32,
+};
+
+use crate::volume::Slice;
+
+pub const LITEMEDSAM_SIZE: usize = 256;
+
+/// Numpy's default (linear) percentiles of the non-zero voxels, `None` when all are zero.
+pub fn percentiles_nonzero(data: &[f32], lo_pct: f64, hi_pct: f64) -> Option<(f32, f32)> {
+    let mut v: Vec<f32> = data.iter().copied().filter(|&x| x != 0.0).collect();
+    if v.is_empty() {
+        return None;
+    }
+    Some((percentile(&mut v, lo_pct), percentile(&mut v, hi_pct)))
+}
+
+fn percentile(v: &mut [f32], pct: f64) -> f32 {
+    let pos = pct.clamp(0.0, 100.0) / 100.0 * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let frac = (pos - lo as f64) as f32;
+    let (_, &mut a, upper) = v.select_nth_unstable_by(lo, f32::total_cmp);
+    let b = upper.iter().copied().fold(f32::INFINITY, f32::min);
+    if frac == 0.0 || !b.is_finite() {
+        a
+    } else {
+        a + (b - a) * frac
+    }
+}
+
+/// Clips to the window and scales to [0, 1] in place; a flat window leaves zeros.
+pub fn window_to_unit(data: &mut [f32], lo: f32, hi: f32) {
+    let range = hi - lo;
+    for v in data {
+        *v = if range > 0.0 {
+            (v.clamp(lo, hi) - lo) / range
+        } else {
+            0.0
+        };
+    }
+}
+
+/// The volume-level step: 0.5-99.5 percentile clip of non-zero voxels, then [0, 1].
+pub fn normalize_volume(data: &[f32]) -> Vec<f32> {
+    let mut out = data.to_vec();
+    match percentiles_nonzero(data, 0.5, 99.5) {
+        Some((lo, hi)) => window_to_unit(&mut out, lo, hi),
+        None => out.fill(0.0),
+    }
+    out
+}
+
+/// The resize-and-pad geometry between a slice and the square encoder input; its methods are
+/// each other's inverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Letterbox {
+    pub size: usize,
+    pub height: usize,
+    pub width: usize,
+    /// The slice's extent inside the encoder input; the rest is padding.
+    pub inner_height: usize,
+    pub inner_width: usize,
+}
+
+impl Letterbox {
+    pub fn new(height: usize, width: usize, size: usize) -> Self {
+        let scale = size as f64 / height.max(width).max(1) as f64;
+        // LiteMedSAM's rounding: int(x * scale + 0.5).
+        let fit = |x: usize| ((x as f64 * scale + 0.5) as usize).clamp(1, size);
+        Self {
+            size,
+            height,
+            width,
+            inner_height: fit(height),
+            inner_width: fit(width),
+        }
+    }
+
+    /// A [0, 1] slice -> `[3, size, size]` encoder input, channel-major.
+    pub fn image(&self, slice: &Slice) -> Vec<f32> {
+        let upscale = self.inner_height > self.height || self.inner_width > self.width;
+        // Area averaging when shrinking (OpenCV's INTER_AREA, as LiteMedSAM), bilinear when growing.
+        let alg = if upscale {
+            ResizeAlg::Interpolation(FilterType::Bilinear)
+        } else {
+            ResizeAlg::Convolution(FilterType::Box)
+        };
+        let mut inner = resize(
+            &slice.data,
+            (self.height, self.width),
+            (self.inner_height, self.inner_width),
+            alg,
+        );
+        let (lo, hi) = inner
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        let range = (hi - lo).max(1e-8);
+        inner.iter_mut().for_each(|v| *v = (*v - lo) / range);
+        let plane = self.pad(&inner, 0.0);
+        let mut out = Vec::with_capacity(3 * plane.len());
+        for _ in 0..3 {
+            out.extend_from_slice(&plane);
+        }
+        out
+    }
+
+    /// A label slice -> the encoder grid (nearest neighbour), padding labelled 0: training targets.
+    pub fn labels(&self, labels: &[u8]) -> Vec<u8> {
+        let f: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+        let inner = resize(
+            &f,
+            (self.height, self.width),
+            (self.inner_height, self.inner_width),
+            ResizeAlg::Nearest,
+        );
+        self.pad(&inner, 0.0).iter().map(|&v| v as u8).collect()
+    }
+
+    /// An encoder-grid score map (logits or probabilities) -> the slice's own size: crop the
+    /// padding, bilinear back (PyTorch's `interpolate(..., align_corners=False)`).
+    pub fn scores_to_slice(&self, scores: &[f32]) -> Vec<f32> {
+        let inner = self.crop(scores);
+        resize(
+            &inner,
+            (self.inner_height, self.inner_width),
+            (self.height, self.width),
+            ResizeAlg::Interpolation(FilterType::Bilinear),
+        )
+    }
+
+    /// An encoder-grid label map -> the slice's size (nearest neighbour).
+    pub fn labels_to_slice(&self, labels: &[u8]) -> Vec<u8> {
+        let f: Vec<f32> = self.crop(labels).iter().map(|&l| l as f32).collect();
+        resize(
+            &f,
+            (self.inner_height, self.inner_width),
+            (self.height, self.width),
+            ResizeAlg::Nearest,
+        )
+        .iter()
+        .map(|&v| v as u8)
+        .collect()
+    }
+
+    fn pad(&self, inner: &[f32], fill: f32) -> Vec<f32> {
+        let mut out = vec![fill; self.size * self.size];
+        for (y, row) in inner.chunks_exact(self.inner_width).enumerate() {
+            out[y * self.size..y * self.size + self.inner_width].copy_from_slice(row);
+        }
+        out
+    }
+
+    fn crop<T: Copy>(&self, grid: &[T]) -> Vec<T> {
+        grid.chunks_exact(self.size)
+            .take(self.inner_height)
+            .flat_map(|row| row[..self.inner_width].iter().copied())
+            .collect()
+    }
+}
+
+fn resize(src: &[f32], from: (usize, usize), to: (usize, usize), alg: ResizeAlg) -> Vec<f32> {
+    if from == to {
+        return src.to_vec();
+    }
+    let pixels = src.iter().map(|&v| F32::new(v)).collect();
+    let src = TypedImage::<F32>::from_pixels(from.1 as u32, from.0 as u32, pixels)
+        .expect("pixel count matches the slice size");
+    let mut dst = TypedImage::<F32>::new(to.1 as u32, to.0 as u32);
+    Resizer::new()
+        .resize_typed(&src, &mut dst, &ResizeOptions::new().resize_alg(alg))
+        .expect("f32 to f32 resize of non-empty images");
+    dst.pixels().iter().map(|p| p.0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_match_numpy_linear() {
+        // numpy.percentile([1..=10], [0.5, 99.5]) = [1.045, 9.955]
+        let data: Vec<f32> = (0..=10).map(|x| x as f32).collect();
+        let (lo, hi) = percentiles_nonzero(&data, 0.5, 99.5).unwrap();
+        assert!(
+            (lo - 1.045).abs() < 1e-5 && (hi - 9.955).abs() < 1e-5,
+            "{lo} {hi}"
+        );
+        assert_eq!(percentiles_nonzero(&[0.0, 0.0], 0.5, 99.5), None);
+    }
+
+    #[test]
+    fn letterbox_rounds_like_litemedsam() {
+        let b = Letterbox::new(216, 256, 256);
+        assert_eq!((b.inner_height, b.inner_width), (216, 256));
+        let b = Letterbox::new(428, 512, 256);
+        assert_eq!((b.inner_height, b.inner_width), (214, 256));
+        let b = Letterbox::new(154, 171, 256);
+        assert_eq!((b.inner_height, b.inner_width), (231, 256));
+    }
+
+    #[test]
+    fn labels_survive_the_round_trip_at_native_size() {
+        let b = Letterbox::new(3, 4, 4);
+        let labels = [0, 1, 2, 3, 3, 2, 1, 0, 1, 1, 2, 2];
+        let grid = b.labels(&labels);
+        assert_eq!(&grid[12..], &[0, 0, 0, 0]);
+        assert_eq!(b.labels_to_slice(&grid), labels);
+    }
+}
