@@ -1,0 +1,101 @@
+// End-to-end check of the built page (dist/) in Debian's headless Chromium: it loads, a dropped
+// volume shows its summary and slice, the wheel moves slices, a broken file gives a readable error
+// without breaking the page, no console errors, and no request leaves for another origin.
+// Usage: node page.mjs DIST_DIR VOLUME.nii.gz OUT_DIR
+import { chromium } from "playwright-core";
+import { createServer } from "node:http";
+import { readFile, writeFile, mkdir } from "node:fs/promises";
+import { extname, join, resolve } from "node:path";
+
+const [dist, volumePath, outDir] = process.argv.slice(2).map((p) => resolve(p));
+const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
+const server = createServer(async (req, res) => {
+  const path = join(dist, decodeURIComponent(new URL(req.url, "http://x").pathname).replace(/\/$/, "/index.html"));
+  try {
+    const body = await readFile(path);
+    res.writeHead(200, { "content-type": types[extname(path)] || "application/octet-stream" });
+    res.end(body);
+  } catch {
+    res.writeHead(404).end();
+  }
+});
+await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 2 });
+page.setDefaultTimeout(15000);
+const consoleErrors = [], foreign = [];
+page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+page.on("pageerror", (e) => consoleErrors.push(String(e)));
+page.on("request", (r) => { if (!r.url().startsWith(origin + "/")) foreign.push(r.url()); });
+
+const results = [];
+async function check(name, fn) {
+  const t = Date.now();
+  try {
+    await fn();
+    results.push(true);
+    console.log(`ok   ${name} (${Date.now() - t} ms)`);
+  } catch (e) {
+    results.push(false);
+    console.log(`FAIL ${name}: ${e.message}`);
+  }
+}
+const status = page.getByTestId("status");
+const waitState = (state, timeout = 60000) =>
+  page.waitForFunction((s) => document.querySelector('[data-testid="status"]').dataset.state === s, state, { timeout });
+
+await check("page loads and becomes ready", async () => {
+  await page.goto(origin + "/");
+  await waitState("ready");
+});
+await check("a dropped volume shows its summary and a slice", async () => {
+  await page.getByTestId("volume-input").setInputFiles(volumePath);
+  await page.waitForFunction(() => /loaded/.test(document.querySelector('[data-testid="status"]').textContent));
+  const summary = await page.locator("#summary").textContent();
+  if (!/dims\s+128 x 144 x 8/.test(summary)) throw new Error(`summary: ${summary}`);
+  const bright = await page.evaluate(() => {
+    const c = document.getElementById("slice");
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) n += d[i] > 128;
+    return n / (d.length / 4);
+  });
+  if (!(bright > 0.01 && bright < 0.9)) throw new Error(`bright pixel fraction ${bright}`);
+});
+await check("the wheel moves through slices", async () => {
+  const before = await page.locator("#position").textContent();
+  await page.locator("#slice").hover();
+  await page.mouse.wheel(0, 100);
+  await page.waitForFunction((b) => document.getElementById("position").textContent !== b, before);
+});
+await mkdir(outDir, { recursive: true });
+await page.screenshot({ path: join(outDir, "page-volume.png") });
+await check("a broken file gives a readable error and the page keeps working", async () => {
+  await page.getByTestId("volume-input").setInputFiles({ name: "broken.nii", mimeType: "application/octet-stream", buffer: Buffer.alloc(100, 7) });
+  await waitState("error");
+  const text = await status.textContent();
+  if (!/broken\.nii: not a NIfTI file/.test(text)) throw new Error(`status: ${text}`);
+  await page.getByTestId("volume-input").setInputFiles(volumePath);
+  await waitState("ready");
+});
+await check("no console errors", async () => {
+  if (consoleErrors.length) throw new Error(consoleErrors.join("\n"));
+});
+await check("no request left the page's origin", async () => {
+  if (foreign.length) throw new Error(foreign.join("\n"));
+});
+await page.waitForFunction(() => document.getElementById("backend").textContent !== "", null, { timeout: 60000 }).catch(() => {});
+const backend = await page.locator("#backend").textContent().catch((e) => `unknown (${e.message})`);
+console.log(`page compute backend: ${backend}`);
+await writeFile(join(outDir, "page-backend.txt"), backend + "\n");
+await browser.close();
+server.close();
+const passed = results.filter(Boolean).length;
+console.log(`e2e: ${passed} passed, ${results.length - passed} failed`);
+process.exit(passed === results.length ? 0 : 1);

@@ -1,0 +1,146 @@
+//! Tests inside headless Chromium (wasm-bindgen-test): the NIfTI decoder on real file bytes, and the
+//! conv + matmul probe on the CPU backend and on WebGPU, checked against each other and against a
+//! plain-Rust reference. Which backends ran is printed; a missing WebGPU adapter fails the run when
+//! AUTOSAM_REQUIRE_WEBGPU was set at build time (CI sets it) and is reported loudly otherwise.
+#![cfg(target_arch = "wasm32")]
+
+use autosam::backend::{self, reference_probe, relative_error};
+use autosam::nii::{ReadOptions, read_nifti};
+use autosam::web::{self, read, webgpu_device};
+use burn::tensor::Device;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const EXPECTED: &str = include_str!("fixtures/nifti/expected.json");
+const FILES: [(&str, &[u8]); 4] = [
+    (
+        "dt_int16.nii",
+        include_bytes!("fixtures/nifti/dt_int16.nii"),
+    ),
+    (
+        "int16_bigendian_scaled.nii",
+        include_bytes!("fixtures/nifti/int16_bigendian_scaled.nii"),
+    ),
+    (
+        "uint8_gz.nii.gz",
+        include_bytes!("fixtures/nifti/uint8_gz.nii.gz"),
+    ),
+    (
+        "dt_float64.nii",
+        include_bytes!("fixtures/nifti/dt_float64.nii"),
+    ),
+];
+
+#[wasm_bindgen_test]
+fn decodes_nifti_bytes_as_nibabel_does() {
+    let expected: serde_json::Value = serde_json::from_str(EXPECTED).unwrap();
+    for (name, bytes) in FILES {
+        let v = read_nifti(bytes, &ReadOptions::default()).unwrap();
+        let want: Vec<f64> = expected[name]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(v.data.len(), want.len(), "{name}");
+        for (got, want) in v.data.iter().zip(&want) {
+            assert!((*got as f64 - want).abs() < 1e-6, "{name}: {got} vs {want}");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn broken_bytes_are_errors_not_panics() {
+    let good = FILES[0].1;
+    for cut in [0, 10, 347, 350, good.len() - 1] {
+        assert!(read_nifti(&good[..cut], &ReadOptions::default()).is_err());
+    }
+    let mut state = 7u32;
+    for _ in 0..200 {
+        let bytes: Vec<u8> = (0..600)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 24) as u8
+            })
+            .collect();
+        assert!(read_nifti(&bytes, &ReadOptions::default()).is_err());
+    }
+    // The page's own entry point turns errors into JS exceptions with the message.
+    let err = web::WebVolume::new(&good[..100], 0).err().unwrap();
+    let err: js_sys::Error = wasm_bindgen::JsValue::from(err).into();
+    let message: String = err.message().into();
+    assert!(message.contains("too short"), "{message}");
+}
+
+fn say(line: &str) {
+    web_sys::console::log_1(&line.into());
+}
+
+#[wasm_bindgen_test]
+async fn cpu_and_webgpu_compute_the_same_probe() {
+    web::console::init();
+    let reference = reference_probe();
+    let cpu = read(backend::probe(&backend::cpu())).await.unwrap();
+    let err = relative_error(&cpu, &reference);
+    say(&format!(
+        "backend flex (CPU, wasm): ran, relative error vs reference {err:.2e}"
+    ));
+    assert!(err < 1e-5);
+    match webgpu_device().await {
+        Some(gpu) => {
+            let out = read(backend::probe(&gpu)).await.unwrap();
+            let err = relative_error(&out, &cpu);
+            let adapter = web::adapter_info().await.unwrap_or_default();
+            say(&format!(
+                "backend WebGPU ({adapter}): ran, relative error vs flex {err:.2e}"
+            ));
+            assert!(err < 1e-4, "WebGPU differs from the CPU backend: {err}");
+        }
+        None => {
+            say("backend WebGPU: NOT RUN, the browser gave no adapter");
+            assert!(
+                option_env!("AUTOSAM_REQUIRE_WEBGPU").is_none(),
+                "AUTOSAM_REQUIRE_WEBGPU is set but the browser gave no WebGPU adapter"
+            );
+        }
+    }
+    assert_eq!(
+        web::console::errors_logged(),
+        0,
+        "errors were logged (see console)"
+    );
+}
+
+async fn time_ms<const D: usize>(mut work: impl FnMut() -> burn::tensor::Tensor<D>) -> f64 {
+    let perf = web_sys::window().unwrap().performance().unwrap();
+    read(work()).await.unwrap();
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = perf.now();
+        read(work()).await.unwrap();
+        times.push(perf.now() - t);
+    }
+    times.sort_by(f64::total_cmp);
+    times[1]
+}
+
+/// Not a pass/fail check: prints the in-browser timings `docs/cpu-backend.md` reports.
+#[wasm_bindgen_test]
+async fn backend_timings_in_the_browser() {
+    web::console::init();
+    let mut devices: Vec<(&str, Device)> = vec![("flex (CPU)", backend::cpu())];
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    devices.push(("ndarray (CPU)", Device::ndarray()));
+    if let Some(gpu) = webgpu_device().await {
+        devices.push(("WebGPU (software adapter in headless CI)", gpu));
+    }
+    say("| backend (browser) | conv2d 64->64 3x3 on 128x128 (ms) | matmul 1024x1024 (ms) |");
+    for (name, device) in &devices {
+        let conv = time_ms(|| backend::conv_workload(device, 64, 128)).await;
+        let matmul = time_ms(|| backend::matmul_workload(device, 1024)).await;
+        say(&format!("| {name} | {conv:.1} | {matmul:.1} |"));
+    }
+    assert_eq!(web::console::errors_logged(), 0);
+}
