@@ -136,8 +136,13 @@ fn bench(out: Option<&Path>, repeats: usize) -> Result<(), String> {
         Err(e) => eprintln!("wgpu: no adapter ({e}); skipped"),
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let features = if cfg!(feature = "ndarray") {
+        " --features ndarray"
+    } else {
+        ""
+    };
     let mut table = format!(
-        "Native, {threads} threads, median of {repeats} runs (`autosam bench`).\n\n\
+        "Native, {threads} threads, median of {repeats} runs (`cargo run --release{features} -- bench`).\n\n\
          | backend | conv2d 64->64 3x3 on 128x128 (ms) | matmul 1024x1024 (ms) |\n|---|---:|---:|\n"
     );
     for (name, device) in &devices {
