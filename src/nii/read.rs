@@ -45,7 +45,7 @@ pub struct ReadOptions {
 /// so a gzip bomb costs no more memory than the caps allow.
 pub fn read_nifti(bytes: &[u8], options: &ReadOptions) -> Result<Volume> {
     let mut stream = open(bytes)?;
-    let header = read_header(&read_prefix(&mut stream, NIFTI1_HEADER)?)?;
+    let header = read_header(&stream.read_prefix(NIFTI1_HEADER)?)?;
     let layout = Layout::of(&header, &options.limits)?;
     if options.frame >= layout.frames {
         return Err(Error::NoSuchFrame {
@@ -53,7 +53,7 @@ pub fn read_nifti(bytes: &[u8], options: &ReadOptions) -> Result<Volume> {
             frames: layout.frames,
         });
     }
-    let rest = read_prefix(&mut stream, layout.end - NIFTI1_HEADER)?;
+    let rest = stream.read_prefix(layout.end - NIFTI1_HEADER)?;
     if rest.len() < layout.end - NIFTI1_HEADER {
         return Err(Error::Truncated {
             needed: (layout.end - layout.offset) as u64,
@@ -80,7 +80,7 @@ pub fn read_nifti(bytes: &[u8], options: &ReadOptions) -> Result<Volume> {
 
 /// Reads and validates the header alone, inflating no more than its 348 bytes.
 pub fn read_header_only(bytes: &[u8], limits: &ReadLimits) -> Result<NiftiHeader> {
-    let header = read_header(&read_prefix(&mut open(bytes)?, NIFTI1_HEADER)?)?;
+    let header = read_header(&open(bytes)?.read_prefix(NIFTI1_HEADER)?)?;
     Layout::of(&header, limits)?;
     Ok(header)
 }
@@ -89,27 +89,43 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b])
 }
 
-fn open(bytes: &[u8]) -> Result<Box<dyn Read + '_>> {
+/// The file's bytes, inflated on the fly when gzipped, with a bound on how many it can yield.
+struct Stream<'a> {
+    reader: Box<dyn Read + 'a>,
+    /// No more bytes can come than this: the length, or deflate's best ratio (1032:1) times it.
+    bound: usize,
+}
+
+fn open(bytes: &[u8]) -> Result<Stream<'_>> {
     if bytes.is_empty() {
         return Err(Error::Empty);
     }
     Ok(if is_gzip(bytes) {
-        Box::new(MultiGzDecoder::new(bytes))
+        Stream {
+            reader: Box::new(MultiGzDecoder::new(bytes)),
+            bound: bytes.len().saturating_mul(1032),
+        }
     } else {
-        Box::new(bytes)
+        Stream {
+            reader: Box::new(bytes),
+            bound: bytes.len(),
+        }
     })
 }
 
-/// Up to `n` bytes from the stream; fewer only at its end.
-fn read_prefix(stream: &mut dyn Read, n: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    out.try_reserve_exact(n)
-        .map_err(|_| Error::Invalid("not enough memory to read this file".into()))?;
-    stream
-        .take(n as u64)
-        .read_to_end(&mut out)
-        .map_err(|e| Error::Gzip(e.to_string()))?;
-    Ok(out)
+impl Stream<'_> {
+    /// Up to `n` further bytes; fewer only at the end. Memory is reserved for what the input
+    /// can actually hold, so a tiny file claiming a huge volume reserves little.
+    fn read_prefix(&mut self, n: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        out.try_reserve_exact(n.min(self.bound))
+            .map_err(|_| Error::Invalid("not enough memory to read this file".into()))?;
+        (&mut self.reader)
+            .take(n as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Gzip(e.to_string()))?;
+        Ok(out)
+    }
 }
 
 fn read_header(raw: &[u8]) -> Result<NiftiHeader> {
