@@ -26,7 +26,8 @@ function draw() {
   // Fit the viewport, then back the canvas with device pixels so it stays crisp on high-DPI screens.
   const spacing = v.summary().spacing_mm;
   const aspect = (h * spacing[1]) / (w * spacing[0]) || h / w;
-  const cssW = Math.min(window.innerWidth - 420, 720, (window.innerHeight - 160) / aspect);
+  const top = canvas.getBoundingClientRect().top + window.scrollY;
+  const cssW = Math.max(160, Math.min(window.innerWidth - 420, 720, (window.innerHeight - top - 24) / aspect));
   const cssH = cssW * aspect;
   const dpr = window.devicePixelRatio || 1;
   canvas.style.width = `${cssW}px`;
@@ -58,7 +59,7 @@ function load(file) {
     $("summary").textContent = volume.summaryText();
     $("viewer").hidden = false;
     draw();
-    canvas.focus();
+    canvas.focus({ preventScroll: true });
     setStatus("ready", `${file.name} loaded`);
   }, (e) => setStatus("error", `${file.name}: cannot read the file (${e})`));
 }
