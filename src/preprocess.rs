@@ -7,7 +7,7 @@ use fast_image_resize::{
     FilterType, ResizeAlg, ResizeOptions, Resizer, images::TypedImage, pixels::F32,
 };
 
-use crate::volume::Slice;
+use crate::volume::{Slice, min_max};
 
 pub const LITEMEDSAM_SIZE: usize = 256;
 
@@ -96,11 +96,7 @@ impl Letterbox {
             (self.inner_height, self.inner_width),
             alg,
         );
-        let (lo, hi) = inner
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
+        let (lo, hi) = min_max(&inner);
         let range = (hi - lo).max(1e-8);
         inner.iter_mut().for_each(|v| *v = (*v - lo) / range);
         let plane = self.pad(&inner, 0.0);

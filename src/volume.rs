@@ -74,11 +74,7 @@ impl Volume {
     }
 
     pub fn intensity_range(&self) -> (f32, f32) {
-        self.data
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                (lo.min(v), hi.max(v))
-            })
+        min_max(&self.data)
     }
 
     /// The axis the slices were acquired along: the header's slice_dim when set, else the axis of
@@ -176,6 +172,14 @@ impl Volume {
             looks_like_labels: self.looks_like_labels(),
         }
     }
+}
+
+/// Smallest and largest value; (inf, -inf) for an empty slice.
+pub fn min_max(data: &[f32]) -> (f32, f32) {
+    data.iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 impl std::fmt::Display for Summary {
