@@ -92,7 +92,6 @@ fn write_phantom(out: &Path, dims: [usize; 3], seed: u64) -> Result<(), String> 
     let (image, labels) = phantom::cardiac_phantom(dims, seed);
     let name = out.to_string_lossy();
     let name = name.trim_end_matches(".nii.gz");
-    let labels_u8: Vec<u8> = labels.data.iter().map(|&v| v as u8).collect();
     let files = [
         (
             format!("{name}.nii.gz"),
@@ -100,7 +99,7 @@ fn write_phantom(out: &Path, dims: [usize; 3], seed: u64) -> Result<(), String> 
         ),
         (
             format!("{name}_gt.nii.gz"),
-            nii::write_labels(&labels_u8, dims, &labels.header),
+            nii::write_labels(&labels.labels(), dims, &labels.header),
         ),
     ];
     for (path, bytes) in files {

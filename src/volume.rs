@@ -137,6 +137,11 @@ impl Volume {
         }
     }
 
+    /// The voxels as label codes (a label map's values are whole numbers in 0..=255).
+    pub fn labels(&self) -> Vec<u8> {
+        self.data.iter().map(|&v| v as u8).collect()
+    }
+
     /// Integer values only, and few of them: a segmentation rather than an image.
     pub fn looks_like_labels(&self) -> bool {
         let mut seen = [false; 256];

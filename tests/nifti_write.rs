@@ -67,9 +67,8 @@ fn phantom_round_trips_as_float32() {
     assert_eq!(back.data, image.data);
     assert_eq!(back.spacing(), [1.5, 1.5, 8.0]);
     assert_eq!(back.slice_axis(), 2);
-    let l: Vec<u8> = labels.data.iter().map(|&v| v as u8).collect();
     let back = read_nifti(
-        &write_labels(&l, labels.dims, &labels.header).unwrap(),
+        &write_labels(&labels.labels(), labels.dims, &labels.header).unwrap(),
         &ReadOptions::default(),
     )
     .unwrap();
