@@ -35,32 +35,37 @@ pub fn matmul_workload(device: &Device, n: usize) -> Tensor<2> {
     a.matmul(b)
 }
 
+/// Channels and side of the probe's image, shared with [`reference_probe`].
+const PROBE_CHANNELS: usize = 8;
+const PROBE_SIZE: usize = 32;
+
 /// The probe the browser tests compare across backends: conv, ReLU, then a Gram matrix of the
-/// feature maps (a matmul over every pixel), `[8, 8]`.
+/// feature maps (a matmul over every pixel), `[PROBE_CHANNELS, PROBE_CHANNELS]`.
 pub fn probe(device: &Device) -> Tensor<2> {
-    let y = burn::tensor::activation::relu(conv_workload(device, 8, 32));
-    let f = y.reshape([8, 32 * 32]);
-    f.clone().matmul(f.transpose()).div_scalar(1024.0)
+    let (c, s) = (PROBE_CHANNELS, PROBE_SIZE);
+    let y = burn::tensor::activation::relu(conv_workload(device, c, s));
+    let f = y.reshape([c, s * s]);
+    f.clone().matmul(f.transpose()).div_scalar((s * s) as f32)
 }
 
 /// Largest |a - b| over the larger |b|, for comparing backends.
 pub fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return f32::INFINITY;
+    }
     let diff = a
         .iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max);
     let scale = b.iter().map(|y| y.abs()).fold(1e-12, f32::max);
-    if a.len() != b.len() {
-        return f32::INFINITY;
-    }
     diff / scale
 }
 
 /// [`probe`] written out loop by loop in plain Rust: the reference every backend is checked
 /// against, natively and in the browser.
 pub fn reference_probe() -> Vec<f32> {
-    let (c, s) = (8usize, 32usize);
+    let (c, s) = (PROBE_CHANNELS, PROBE_SIZE);
     let x = pattern(c * s * s, 1);
     let w: Vec<f32> = pattern(c * c * 9, 2)
         .iter()
