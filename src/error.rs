@@ -45,6 +45,8 @@ pub enum Error {
     NoSuchFrame { frame: usize, frames: usize },
     #[error("{0}")]
     Invalid(String),
+    #[error("weights: {0}")]
+    Weights(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -8,9 +8,14 @@
 #[cfg(feature = "model")]
 pub mod backend;
 pub mod error;
+pub mod metrics;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod nii;
 pub mod phantom;
 pub mod preprocess;
+#[cfg(feature = "model")]
+pub mod segment;
 pub mod volume;
 #[cfg(all(target_arch = "wasm32", feature = "model"))]
 pub mod web;

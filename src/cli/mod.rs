@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod parity;
+
 use autosam::backend;
+use autosam::model::checkpoint;
+use autosam::model::format::{self, Precision};
 use autosam::nii::{self, ReadLimits, ReadOptions};
 use autosam::phantom;
 use burn::tensor::Device;
@@ -42,6 +46,25 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Compare our modules with upstream PyTorch outputs (fixtures as in ../shared/fixtures).
+    Parity {
+        /// Folder with litemedsam_slice.safetensors and/or sam_vit_small_random.{pth,safetensors}.
+        dir: PathBuf,
+        /// LiteMedSAM weights: the upstream .pth or a converted .safetensors (its precision sets
+        /// the tolerance).
+        #[arg(long, default_value = "weights/lite_medsam.pth")]
+        weights: PathBuf,
+    },
+    /// Convert a LiteMedSAM or SAM checkpoint (.pth) to the page's weights file.
+    Convert {
+        checkpoint: PathBuf,
+        /// Output .safetensors file.
+        #[arg(long)]
+        out: PathBuf,
+        /// f32, f16 or int8.
+        #[arg(long, default_value = "int8")]
+        precision: String,
+    },
     /// Time conv2d and matmul on each available backend and write a markdown table.
     Bench {
         /// Where to write the table (also printed).
@@ -65,6 +88,12 @@ pub fn main() -> ExitCode {
             write_phantom(&out, [dims[0], dims[1], dims[2]], seed)
         }
         Command::Bench { out, repeats } => bench(out.as_deref(), repeats),
+        Command::Parity { dir, weights } => parity::run(&dir, &weights, &backend::cpu()),
+        Command::Convert {
+            checkpoint,
+            out,
+            precision,
+        } => convert(&checkpoint, &out, &precision),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +114,26 @@ fn info(file: &Path, frame: usize, max_mib: u64) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", file.display()))?;
     println!("file         {}", file.display());
     println!("{}", volume.summary());
+    Ok(())
+}
+
+fn convert(path: &Path, out: &Path, precision: &str) -> Result<(), String> {
+    let precision = Precision::parse(precision).map_err(|e| e.to_string())?;
+    let (config, weights) =
+        checkpoint::load_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = format::write(&weights, &config, precision).map_err(|e| e.to_string())?;
+    // Read back what was written, so a bad file is never left behind looking finished.
+    let check = format::read(&bytes).map_err(|e| e.to_string())?;
+    std::fs::write(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!(
+        "wrote {} ({}, {precision}, {} tensors, {} parameters, {:.2} MB, sha256 {})",
+        out.display(),
+        config.model_id,
+        check.weights.len(),
+        check.weights.parameter_count(),
+        bytes.len() as f64 / 1e6,
+        check.sha256
+    );
     Ok(())
 }
 

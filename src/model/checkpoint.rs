@@ -1,0 +1,139 @@
+//! Upstream checkpoints in: PyTorch `.pth` (native only) and plain safetensors, to a state dict in
+//! inference form (BatchNorms folded, unused branches dropped) with its detected configuration.
+
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors};
+
+use super::sam::{SamConfig, unused_key};
+use super::weights::{HostTensor, Weights};
+use crate::error::{Error, Result};
+
+/// BatchNorm2d's default epsilon, which TinyViT's Conv2d_BN keeps.
+const BN_EPS: f32 = 1e-5;
+
+/// Widens little-endian element bytes to f32.
+pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
+    let v = match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+            .collect(),
+        Dtype::U8 | Dtype::BOOL => bytes.iter().map(|&b| f32::from(b)).collect(),
+        Dtype::I8 => bytes.iter().map(|&b| f32::from(b as i8)).collect(),
+        Dtype::I64 => bytes
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
+            .collect(),
+        other => {
+            return Err(Error::Weights(format!(
+                "tensors of type {other:?} are not supported"
+            )));
+        }
+    };
+    Ok(v)
+}
+
+/// Every tensor of a safetensors file as f32 (fixtures, and SAM checkpoints saved that way).
+pub fn read_safetensors(bytes: &[u8]) -> Result<Weights> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
+    let mut w = Weights::default();
+    for (name, view) in st.tensors() {
+        let data = to_f32(view.dtype(), view.data())?;
+        w.insert(name, HostTensor::new(view.shape().to_vec(), data));
+    }
+    Ok(w)
+}
+
+/// A PyTorch checkpoint (`torch.save` zip or legacy), as saved by upstream: a bare state dict or
+/// one under `model` / `state_dict`.
+#[cfg(feature = "cli")]
+pub fn read_pth(path: &std::path::Path) -> Result<Weights> {
+    use pytorch_reader::{DType, PytorchReader};
+    let open = |key: Option<&str>| match key {
+        Some(k) => PytorchReader::with_top_level_key(path, k),
+        None => PytorchReader::new(path),
+    };
+    let reader = ["model", "state_dict"]
+        .into_iter()
+        .find_map(|k| open(Some(k)).ok().filter(|r| !r.is_empty()))
+        .map_or_else(|| open(None), Ok)
+        .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
+    let mut w = Weights::default();
+    for (name, tensor) in reader.into_tensors() {
+        let dtype = match tensor.dtype() {
+            DType::F32 => Dtype::F32,
+            DType::F16 => Dtype::F16,
+            DType::BF16 => Dtype::BF16,
+            DType::F64 => Dtype::F64,
+            DType::I64 => Dtype::I64,
+            // Integer buffers (index tables, counters) are rebuilt from the config.
+            _ => continue,
+        };
+        let bytes = tensor
+            .read()
+            .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
+        let shape = tensor.shape().to_vec();
+        w.insert(name, HostTensor::new(shape, to_f32(dtype, &bytes)?));
+    }
+    Ok(w)
+}
+
+/// Puts an upstream state dict in the form the loaders read, and says which model it is.
+pub fn prepare(mut w: Weights) -> Result<(SamConfig, Weights)> {
+    // Some checkpoints were saved from a wrapper (`module.`, `model.`): strip a prefix all share.
+    for prefix in ["module.", "model."] {
+        if w.names().all(|k| k.starts_with(prefix)) && !w.is_empty() {
+            let stripped: Vec<(String, HostTensor)> = w
+                .iter()
+                .map(|(k, t)| (k[prefix.len()..].to_string(), t.clone()))
+                .collect();
+            w = Weights::default();
+            for (k, t) in stripped {
+                w.insert(k, t);
+            }
+        }
+    }
+    w.fold_batchnorm(BN_EPS)?;
+    w.retain(|k| !unused_key(k));
+    let config = SamConfig::detect(&w)?;
+    Ok((config, w))
+}
+
+/// Reads a checkpoint by its extension: `.pth`/`.pt` or `.safetensors` (upstream layout or one
+/// of our converted files).
+#[cfg(feature = "cli")]
+pub fn load_path(path: &std::path::Path) -> Result<(SamConfig, Weights)> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    match ext {
+        "pth" | "pt" => prepare(read_pth(path)?),
+        "safetensors" => {
+            let bytes = std::fs::read(path)?;
+            if super::format::is_converted(&bytes) {
+                let file = super::format::read(&bytes)?;
+                Ok((file.config, file.weights))
+            } else {
+                prepare(read_safetensors(&bytes)?)
+            }
+        }
+        _ => Err(Error::Weights(format!(
+            "{}: expected a .pth, .pt or .safetensors file",
+            path.display()
+        ))),
+    }
+}

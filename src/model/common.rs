@@ -1,0 +1,119 @@
+//! Layers shared by the SAM components: upstream's `common.py` (LayerNorm2d, MLPBlock) and the
+//! mask decoder's `MLP`.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::{gelu, relu};
+use burn::tensor::{Device, Tensor};
+
+use super::weights::{Weights, linear};
+use crate::error::Result;
+
+pub fn layer_norm(w: &Weights, name: &str, eps: f64, device: &Device) -> Result<LayerNorm> {
+    let gamma = w.get(&format!("{name}.weight"))?;
+    let mut norm = LayerNormConfig::new(gamma.data.len())
+        .with_epsilon(eps)
+        .init(device);
+    norm.gamma = Param::from_tensor(gamma.to_device(device));
+    norm.beta = Some(Param::from_tensor(
+        w.get_shaped(&format!("{name}.bias"), &gamma.shape)?
+            .to_device(device),
+    ));
+    Ok(norm)
+}
+
+/// LayerNorm over the channels of an NCHW tensor.
+#[derive(Module, Debug)]
+pub struct LayerNorm2d {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl LayerNorm2d {
+    pub fn load(w: &Weights, name: &str, device: &Device) -> Result<Self> {
+        let weight = w.get(&format!("{name}.weight"))?;
+        let bias = w.get_shaped(&format!("{name}.bias"), &weight.shape)?;
+        Ok(Self {
+            weight: Param::from_tensor(weight.to_device(device)),
+            bias: Param::from_tensor(bias.to_device(device)),
+            eps: 1e-6,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [c] = self.weight.dims();
+        let u = x.clone().mean_dim(1);
+        let x = x - u;
+        let s = x.clone().square().mean_dim(1);
+        let x = x / s.add_scalar(self.eps).sqrt();
+        let weight = self.weight.val().reshape([1, c, 1, 1]);
+        let bias = self.bias.val().reshape([1, c, 1, 1]);
+        x * weight + bias
+    }
+}
+
+/// Two linear layers with an activation between: GELU in the encoders' MLPs, ReLU in the
+/// two-way transformer's.
+#[derive(Module, Debug)]
+pub struct MlpBlock {
+    pub lin1: Linear,
+    pub lin2: Linear,
+    pub relu: bool,
+}
+
+impl MlpBlock {
+    pub fn load(
+        w: &Weights,
+        name: &str,
+        names: [&str; 2],
+        relu: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(Self {
+            lin1: linear(w, &format!("{name}.{}", names[0]), device)?,
+            lin2: linear(w, &format!("{name}.{}", names[1]), device)?,
+            relu,
+        })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let x = self.lin1.forward(x);
+        let x = if self.relu { relu(x) } else { gelu(x) };
+        self.lin2.forward(x)
+    }
+}
+
+/// The mask decoder's `MLP`: ReLU between layers, none after the last.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub layers: Vec<Linear>,
+}
+
+impl Mlp {
+    pub fn load(w: &Weights, name: &str, device: &Device) -> Result<Self> {
+        let mut layers = Vec::new();
+        while w.contains(&format!("{name}.layers.{}.weight", layers.len())) {
+            layers.push(linear(
+                w,
+                &format!("{name}.layers.{}", layers.len()),
+                device,
+            )?);
+        }
+        if layers.is_empty() {
+            return Err(crate::Error::Weights(format!("`{name}` has no layers")));
+        }
+        Ok(Self { layers })
+    }
+
+    pub fn forward<const D: usize>(&self, mut x: Tensor<D>) -> Tensor<D> {
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = relu(x);
+            }
+        }
+        x
+    }
+}

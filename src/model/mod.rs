@@ -1,0 +1,17 @@
+//! The foundation model in burn, one file per upstream component (as `segment_anything/modeling`
+//! and LiteMedSAM's `tiny_vit_sam.py`), plus how weights get in: upstream checkpoints
+//! ([`checkpoint`]) and the converted files the page downloads ([`format`]).
+
+pub mod checkpoint;
+pub mod common;
+pub mod format;
+pub mod image_encoder;
+pub mod mask_decoder;
+pub mod prompt_encoder;
+pub mod sam;
+pub mod tiny_vit;
+pub mod transformer;
+pub mod weights;
+
+pub use sam::{EncoderConfig, Sam, SamConfig};
+pub use weights::{HostTensor, Weights};
