@@ -8,14 +8,19 @@
 #[cfg(feature = "model")]
 pub mod backend;
 pub mod error;
+#[cfg(feature = "model")]
+pub mod heads;
 pub mod metrics;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod nii;
 pub mod phantom;
+pub mod pipeline;
 pub mod preprocess;
 #[cfg(feature = "model")]
 pub mod segment;
+#[cfg(feature = "model")]
+pub mod train;
 pub mod volume;
 #[cfg(all(target_arch = "wasm32", feature = "model"))]
 pub mod web;

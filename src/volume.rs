@@ -119,21 +119,12 @@ impl Volume {
 
     pub fn slice(&self, axis: usize, index: usize) -> Slice {
         let (r, c) = Self::plane_axes(axis);
-        let (height, width) = (self.dims[r], self.dims[c]);
-        let mut data = Vec::with_capacity(height * width);
-        let mut ijk = [0usize; 3];
-        ijk[axis] = index;
-        for y in 0..height {
-            ijk[r] = y;
-            for x in 0..width {
-                ijk[c] = x;
-                data.push(self.data[self.index(ijk[0], ijk[1], ijk[2])]);
-            }
-        }
         Slice {
-            height,
-            width,
-            data,
+            height: self.dims[r],
+            width: self.dims[c],
+            data: plane_indices(self.dims, axis, index)
+                .map(|v| self.data[v])
+                .collect(),
         }
     }
 
@@ -177,6 +168,21 @@ impl Volume {
             looks_like_labels: self.looks_like_labels(),
         }
     }
+}
+
+/// The voxel indices of slice `index` along `axis`, in the slice's row-major order (rows along
+/// the first in-plane axis): the one place that maps a slice to the volume's memory.
+pub fn plane_indices(dims: [usize; 3], axis: usize, index: usize) -> impl Iterator<Item = usize> {
+    let (r, c) = Volume::plane_axes(axis);
+    (0..dims[r]).flat_map(move |y| {
+        (0..dims[c]).map(move |x| {
+            let mut ijk = [0usize; 3];
+            ijk[axis] = index;
+            ijk[r] = y;
+            ijk[c] = x;
+            ijk[0] + dims[0] * (ijk[1] + dims[1] * ijk[2])
+        })
+    })
 }
 
 /// Smallest and largest value; (inf, -inf) for an empty slice.

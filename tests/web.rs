@@ -144,3 +144,90 @@ async fn backend_timings_in_the_browser() {
     }
     assert_eq!(web::console::errors_logged(), 0);
 }
+
+/// The int8 weights the page ships and the native CPU backend's outputs with them, both made by
+/// `scripts/test` (`autosam convert`, then `autosam parity --save-outputs`) before this build.
+const INT8_WEIGHTS: &[u8] = include_bytes!("../weights/lite_medsam.int8.safetensors");
+const NATIVE_INT8: &[u8] = include_bytes!("../weights/native_int8_outputs.safetensors");
+const SLICE: &[u8] = include_bytes!("fixtures/parity/litemedsam_slice.safetensors");
+
+/// Same weights and input as the native run, so only float ordering differs: the f32 parity
+/// tolerance applies, not the int8 one.
+const BROWSER_TOLERANCE: f32 = 1e-3;
+
+fn max_relative(ours: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(ours.len(), reference.len());
+    let err = ours
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    err / reference.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+#[wasm_bindgen_test]
+async fn int8_encoder_and_box_decoder_match_native() {
+    use autosam::model::checkpoint::read_safetensors;
+    use autosam::model::format;
+    use autosam::preprocess::Letterbox;
+    use autosam::volume::Slice;
+
+    web::console::init();
+    let perf = web_sys::window().unwrap().performance().unwrap();
+    let native = read_safetensors(NATIVE_INT8).unwrap();
+    let fx = read_safetensors(SLICE).unwrap();
+    let slice = fx.get("slice_hw").unwrap();
+    let (h, w) = (slice.shape[0], slice.shape[1]);
+    let input = Letterbox::new(h, w, 256).image(&Slice {
+        height: h,
+        width: w,
+        data: slice.data.clone(),
+    });
+    let b = fx.get("box_xyxy").unwrap().data.clone();
+    let boxes = [[b[0], b[1], b[2], b[3]]];
+
+    let mut devices: Vec<(String, Device)> = vec![("flex (CPU, wasm)".into(), backend::cpu())];
+    match webgpu_device().await {
+        Some(gpu) => {
+            let adapter = web::adapter_info().await.unwrap_or_default();
+            devices.push((format!("WebGPU ({adapter})"), gpu));
+        }
+        None => {
+            say("int8 encoder on WebGPU: NOT RUN, the browser gave no adapter");
+            assert!(option_env!("AUTOSAM_REQUIRE_WEBGPU").is_none());
+        }
+    }
+    for (name, device) in devices {
+        let t = perf.now();
+        let sam = format::load_sam(INT8_WEIGHTS, &device).unwrap();
+        let load_ms = perf.now() - t;
+        let t = perf.now();
+        let embedding = sam.encode(&input);
+        let emb = read(embedding.clone()).await.unwrap();
+        let encode_ms = perf.now() - t;
+        let t = perf.now();
+        let logits = read(sam.decode_boxes(embedding, &boxes).masks)
+            .await
+            .unwrap();
+        let decode_ms = perf.now() - t;
+        let e_emb = max_relative(&emb, &native.get("embedding").unwrap().data);
+        let e_logits = max_relative(&logits, &native.get("box.logits").unwrap().data);
+        say(&format!(
+            "int8 LiteMedSAM on {name}: load {load_ms:.0} ms, encoder {encode_ms:.0} ms, box decoder \
+             {decode_ms:.0} ms; vs native: embedding {e_emb:.2e}, box logits {e_logits:.2e}"
+        ));
+        assert!(
+            e_emb <= BROWSER_TOLERANCE,
+            "{name}: embedding differs by {e_emb}"
+        );
+        assert!(
+            e_logits <= BROWSER_TOLERANCE,
+            "{name}: logits differ by {e_logits}"
+        );
+    }
+    assert_eq!(
+        web::console::errors_logged(),
+        0,
+        "errors were logged (see console)"
+    );
+}

@@ -5,11 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod bench;
+mod eval_box;
 mod parity;
+mod quant_report;
 
 use autosam::backend;
 use autosam::model::checkpoint;
 use autosam::model::format::{self, Precision};
+use autosam::model::{EncoderConfig, Sam, SamConfig, Weights};
 use autosam::nii::{self, ReadLimits, ReadOptions};
 use autosam::phantom;
 use burn::tensor::Device;
@@ -54,6 +58,37 @@ enum Command {
         /// the tolerance).
         #[arg(long, default_value = "weights/lite_medsam.pth")]
         weights: PathBuf,
+        /// Write our embedding and box logits for the slice fixture here (safetensors), for the
+        /// browser test to compare against.
+        #[arg(long)]
+        save_outputs: Option<PathBuf>,
+    },
+    /// SAM(box) on labelled volumes (NAME.nii.gz + NAME_gt.nii.gz): per-class 3-D Dice.
+    EvalBox {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "weights/lite_medsam.pth")]
+        weights: PathBuf,
+        /// Only the first N pairs (sorted by name).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also write the markdown table here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Apply TinyViT's learned attention biases, which upstream's pipeline never applies.
+        #[arg(long)]
+        attention_biases: bool,
+    },
+    /// f16 and int8 weights against f32 on labelled volumes: embedding cosine, box-mask Dice.
+    QuantReport {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "weights/lite_medsam.pth")]
+        weights: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        volumes: usize,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Convert a LiteMedSAM or SAM checkpoint (.pth) to the page's weights file.
     Convert {
@@ -65,9 +100,22 @@ enum Command {
         #[arg(long, default_value = "int8")]
         precision: String,
     },
-    /// Time conv2d and matmul on each available backend and write a markdown table.
+    /// Time the encoder per slice (and the box decoder) with peak memory on each backend this
+    /// build has, and write a markdown table.
     Bench {
         /// Where to write the table (also printed).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        #[arg(long, default_value = "weights/lite_medsam.pth")]
+        weights: PathBuf,
+        /// Internal: measure one backend in this process.
+        #[arg(long, hide = true)]
+        child: Option<String>,
+    },
+    /// Time conv2d and matmul on each available backend (the CPU-backend choice).
+    BenchOps {
         #[arg(long)]
         out: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
@@ -87,13 +135,47 @@ pub fn main() -> ExitCode {
         Command::Phantom { out, dims, seed } => {
             write_phantom(&out, [dims[0], dims[1], dims[2]], seed)
         }
-        Command::Bench { out, repeats } => bench(out.as_deref(), repeats),
-        Command::Parity { dir, weights } => parity::run(&dir, &weights, &backend::cpu()),
+        Command::Bench {
+            out,
+            repeats,
+            weights,
+            child: Some(name),
+        } => {
+            let _ = out;
+            bench::child(&name, &weights, repeats)
+        }
+        Command::Bench {
+            out,
+            repeats,
+            weights,
+            child: None,
+        } => bench::run(&weights, repeats, out.as_deref()),
+        Command::BenchOps { out, repeats } => bench_ops(out.as_deref(), repeats),
+        Command::EvalBox {
+            data,
+            weights,
+            limit,
+            out,
+            attention_biases,
+        } => load_sam(&weights, attention_biases)
+            .and_then(|(sam, _)| eval_box::run(&sam, &data, limit, out.as_deref())),
+        Command::Parity {
+            dir,
+            weights,
+            save_outputs,
+        } => parity::run(&dir, &weights, &backend::cpu(), save_outputs.as_deref()),
         Command::Convert {
             checkpoint,
             out,
             precision,
         } => convert(&checkpoint, &out, &precision),
+        Command::QuantReport {
+            data,
+            weights,
+            volumes,
+            out,
+        } => load_weights(&weights)
+            .and_then(|(config, w)| quant_report::run(config, &w, &data, volumes, out.as_deref())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,6 +197,35 @@ fn info(file: &Path, frame: usize, max_mib: u64) -> Result<(), String> {
     println!("file         {}", file.display());
     println!("{}", volume.summary());
     Ok(())
+}
+
+/// A state dict from an upstream checkpoint or a converted file, with its precision.
+pub fn load_weights_with_precision(path: &Path) -> Result<(SamConfig, Weights, Precision), String> {
+    let err = |e: autosam::Error| format!("{}: {e}", path.display());
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if format::is_converted(&bytes) {
+            let file = format::read(&bytes).map_err(err)?;
+            return Ok((file.config, file.weights, file.precision));
+        }
+    }
+    let (c, w) = checkpoint::load_path(path).map_err(err)?;
+    Ok((c, w, Precision::F32))
+}
+
+pub fn load_weights(path: &Path) -> Result<(SamConfig, Weights), String> {
+    load_weights_with_precision(path).map(|(c, w, _)| (c, w))
+}
+
+/// A model from an upstream checkpoint or a converted file, on the CPU backend.
+pub fn load_sam(path: &Path, attention_biases: bool) -> Result<(Sam, Precision), String> {
+    let (mut config, weights, precision) = load_weights_with_precision(path)?;
+    if let EncoderConfig::TinyVit(c) = &mut config.encoder {
+        c.attention_biases = attention_biases;
+    }
+    let sam = Sam::load(&weights, config, &backend::cpu())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((sam, precision))
 }
 
 fn convert(path: &Path, out: &Path, precision: &str) -> Result<(), String> {
@@ -174,7 +285,7 @@ fn time_ms(repeats: usize, mut run: impl FnMut() -> usize) -> f64 {
     times[times.len() / 2]
 }
 
-fn bench(out: Option<&Path>, repeats: usize) -> Result<(), String> {
+fn bench_ops(out: Option<&Path>, repeats: usize) -> Result<(), String> {
     let mut devices: Vec<(String, Device)> = vec![("flex (CPU)".into(), backend::cpu())];
     #[cfg(feature = "ndarray")]
     #[allow(deprecated)]
@@ -190,7 +301,7 @@ fn bench(out: Option<&Path>, repeats: usize) -> Result<(), String> {
         ""
     };
     let mut table = format!(
-        "Native, {threads} threads, median of {repeats} runs (`cargo run --release{features} -- bench`).\n\n\
+        "Native, {threads} threads, median of {repeats} runs (`cargo run --release{features} -- bench-ops`).\n\n\
          | backend | conv2d 64->64 3x3 on 128x128 (ms) | matmul 1024x1024 (ms) |\n|---|---:|---:|\n"
     );
     for (name, device) in &devices {

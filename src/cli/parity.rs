@@ -2,13 +2,15 @@
 //! (format: ../shared/fixtures/README.md). Any fixture set of that format works; checks whose
 //! file or tensor is absent are skipped and say so.
 
+use std::cmp::Ordering;
 use std::path::Path;
 
+use autosam::heads::AutoSamHead;
 use autosam::model::checkpoint::{self, read_safetensors};
-use autosam::model::format::{self, Precision};
+use autosam::model::format::Precision;
 use autosam::model::image_encoder::{ImageEncoderViT, ViTConfig};
 use autosam::model::tiny_vit::TinyViT;
-use autosam::model::{EncoderConfig, Sam, Weights};
+use autosam::model::{EncoderConfig, Weights};
 use autosam::preprocess::Letterbox;
 use autosam::segment::{ClassBox, labels_from_logits};
 use autosam::volume::Slice;
@@ -49,7 +51,8 @@ impl Report {
         let max_ref = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let rel = max_abs / max_ref.max(f32::MIN_POSITIVE);
         let verdict = match tol {
-            Some(t) if !(rel <= t) => {
+            // A NaN error is a failure, not a pass.
+            Some(t) if !matches!(rel.partial_cmp(&t), Some(Ordering::Less | Ordering::Equal)) => {
                 self.failed += 1;
                 format!("FAIL (> {t:.0e})")
             }
@@ -70,34 +73,21 @@ fn read(t: Tensor<4>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().expect("f32 tensor")
 }
 
-/// Loads LiteMedSAM from a checkpoint or a converted file, with the file's precision.
-fn load_litemedsam(path: &Path, device: &Device) -> Result<(Sam, Precision), String> {
-    let err = |e: autosam::Error| format!("{}: {e}", path.display());
-    let (config, weights, precision) = if path.extension().is_some_and(|e| e == "safetensors") {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let file = format::read(&bytes).map_err(err)?;
-        (file.config, file.weights, file.precision)
-    } else {
-        let (c, w) = checkpoint::load_path(path).map_err(err)?;
-        (c, w, Precision::F32)
-    };
-    if config.model_id != "litemedsam" {
-        return Err(format!(
-            "{}: holds {}, the slice fixtures need LiteMedSAM",
-            path.display(),
-            config.model_id
-        ));
-    }
-    Ok((Sam::load(&weights, config, device).map_err(err)?, precision))
-}
-
 fn slice_checks(
     report: &mut Report,
     fx: &Weights,
     weights: &Path,
     device: &Device,
+    save: Option<&Path>,
 ) -> Result<(), String> {
-    let (sam, precision) = load_litemedsam(weights, device)?;
+    let (sam, precision) = super::load_sam(weights, false)?;
+    if sam.config.model_id != "litemedsam" {
+        return Err(format!(
+            "{}: holds {}, the slice fixtures need LiteMedSAM",
+            weights.display(),
+            sam.config.model_id
+        ));
+    }
     let tol = Some(tolerance(precision));
     println!("LiteMedSAM weights: {} ({precision})", weights.display());
     let get = |n: &str| fx.get(n).map_err(|e| e.to_string());
@@ -193,6 +183,9 @@ fn slice_checks(
     }
     let pred = sam.decode_boxes(embedding, &[b]);
     let logits = read(pred.masks);
+    if let Some(path) = save {
+        save_outputs(path, &embedding_data, &logits)?;
+    }
     if let Ok(reference) = fx.get("box.logits") {
         report.compare("box.logits (our embedding)", &logits, &reference.data, tol);
     }
@@ -223,6 +216,29 @@ fn slice_checks(
         ));
     }
     Ok(())
+}
+
+/// Our embedding and box logits, for the browser test to compare against (same names and
+/// shapes as the fixture's).
+fn save_outputs(path: &Path, embedding: &[f32], logits: &[f32]) -> Result<(), String> {
+    use safetensors::tensor::TensorView;
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let (e, l) = (bytes(embedding), bytes(logits));
+    let views = [
+        (
+            "embedding",
+            TensorView::new(safetensors::Dtype::F32, vec![1, 256, 64, 64], &e),
+        ),
+        (
+            "box.logits",
+            TensorView::new(safetensors::Dtype::F32, vec![1, 1, 256, 256], &l),
+        ),
+    ]
+    .into_iter()
+    .map(|(n, v)| v.map(|v| (n, v)).map_err(|e| e.to_string()))
+    .collect::<Result<Vec<_>, String>>()?;
+    let out = safetensors::serialize(views, None).map_err(|e| e.to_string())?;
+    std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Per-stage mean, mean |x| and first 16 values, then the embedding.
@@ -316,7 +332,54 @@ fn vit_checks(report: &mut Report, dir: &Path, device: &Device) -> Result<(), St
     Ok(())
 }
 
-pub fn run(dir: &Path, weights: &Path, device: &Device) -> Result<(), String> {
+/// The prompt-free AutoSAM head with the reference's tokens on the reference embedding.
+fn autosam_head_check(
+    report: &mut Report,
+    dir: &Path,
+    weights: &Path,
+    device: &Device,
+) -> Result<(), String> {
+    let path = dir.join("autosam_head.safetensors");
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let fx = read_safetensors(&bytes).map_err(|e| e.to_string())?;
+    let get = |n: &str| fx.get(n).map_err(|e| format!("{}: {e}", path.display()));
+    let (config, state, precision) = super::load_weights_with_precision(weights)?;
+    let iou = get("iou_token")?;
+    let head = AutoSamHead::from_decoder(&state, iou.shape[0], device)
+        .map_err(|e| e.to_string())?
+        .with_tokens(iou.to_device(device), get("mask_tokens")?.to_device(device));
+    let pe = autosam::model::prompt_encoder::PromptEncoder::load(
+        &state,
+        "prompt_encoder",
+        config.input_size(),
+        config.embedding_size(),
+    )
+    .map_err(|e| e.to_string())?
+    .dense_pe()
+    .to_device(device);
+    // The committed copy leaves out the embedding, which is the slice fixture's.
+    let embedding = match fx.get("embedding") {
+        Ok(e) => e.to_device(device),
+        Err(_) => {
+            let slice = dir.join("litemedsam_slice.safetensors");
+            let bytes = std::fs::read(&slice).map_err(|e| format!("{}: {e}", slice.display()))?;
+            let fx = read_safetensors(&bytes).map_err(|e| e.to_string())?;
+            fx.get("embedding")
+                .map_err(|e| format!("{}: {e}", slice.display()))?
+                .to_device(device)
+        }
+    };
+    let logits = read(head.forward(embedding, pe));
+    report.compare(
+        "autosam_head.logits",
+        &logits,
+        &get("logits")?.data,
+        Some(tolerance(precision)),
+    );
+    Ok(())
+}
+
+pub fn run(dir: &Path, weights: &Path, device: &Device, save: Option<&Path>) -> Result<(), String> {
     let mut report = Report {
         rows: Vec::new(),
         failed: 0,
@@ -325,9 +388,14 @@ pub fn run(dir: &Path, weights: &Path, device: &Device) -> Result<(), String> {
     if slice.exists() {
         let bytes = std::fs::read(&slice).map_err(|e| format!("{}: {e}", slice.display()))?;
         let fx = read_safetensors(&bytes).map_err(|e| e.to_string())?;
-        slice_checks(&mut report, &fx, weights, device)?;
+        slice_checks(&mut report, &fx, weights, device, save)?;
     } else {
         report.note("litemedsam_slice", "file absent");
+    }
+    if dir.join("autosam_head.safetensors").exists() {
+        autosam_head_check(&mut report, dir, weights, device)?;
+    } else {
+        report.note("autosam_head", "file absent");
     }
     if dir.join("sam_vit_small_random.safetensors").exists() {
         vit_checks(&mut report, dir, device)?;

@@ -59,7 +59,7 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<Weights> {
 
 /// A PyTorch checkpoint (`torch.save` zip or legacy), as saved by upstream: a bare state dict or
 /// one under `model` / `state_dict`.
-#[cfg(feature = "cli")]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub fn read_pth(path: &std::path::Path) -> Result<Weights> {
     use pytorch_reader::{DType, PytorchReader};
     let open = |key: Option<&str>| match key {
@@ -114,7 +114,7 @@ pub fn prepare(mut w: Weights) -> Result<(SamConfig, Weights)> {
 
 /// Reads a checkpoint by its extension: `.pth`/`.pt` or `.safetensors` (upstream layout or one
 /// of our converted files).
-#[cfg(feature = "cli")]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub fn load_path(path: &std::path::Path) -> Result<(SamConfig, Weights)> {
     let ext = path
         .extension()

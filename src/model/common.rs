@@ -2,6 +2,7 @@
 //! mask decoder's `MLP`.
 
 use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::{Device, Tensor};
@@ -116,4 +117,21 @@ impl Mlp {
         }
         x
     }
+}
+
+/// A convolution; 1x1 stride-1 ones as one matrix product over the pixels, which the CPU
+/// backends run several times faster than their general convolution.
+pub fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if conv.kernel_size != [1, 1] || conv.stride != [1, 1] || conv.groups != 1 {
+        return conv.forward(x);
+    }
+    let [b, c, h, w] = x.dims();
+    let [out, ..] = conv.weight.dims();
+    let weight = conv.weight.val().reshape([1, out, c]);
+    let y = weight.matmul(x.reshape([b, c, h * w]));
+    let y = match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, out, 1]),
+        None => y,
+    };
+    y.reshape([b, out, h, w])
 }

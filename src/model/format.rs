@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::to_f32;
-use super::sam::SamConfig;
+use super::sam::{Sam, SamConfig};
 use super::weights::{HostTensor, Weights};
 use crate::error::{Error, Result};
 
@@ -268,4 +268,10 @@ pub fn read(bytes: &[u8]) -> Result<WeightsFile> {
         weights,
         sha256: sha,
     })
+}
+
+/// A converted file straight to a model on `device`: what the page does with the bytes it fetched.
+pub fn load_sam(bytes: &[u8], device: &burn::tensor::Device) -> Result<Sam> {
+    let file = read(bytes)?;
+    Sam::load(&file.weights, file.config, device)
 }

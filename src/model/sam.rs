@@ -93,8 +93,8 @@ impl SamConfig {
 
 #[derive(Debug)]
 pub enum ImageEncoder {
-    TinyVit(TinyViT),
-    Vit(ImageEncoderViT),
+    TinyVit(Box<TinyViT>),
+    Vit(Box<ImageEncoderViT>),
 }
 
 impl ImageEncoder {
@@ -129,11 +129,13 @@ impl Sam {
         let encoder_weights = w.scoped("image_encoder.");
         let image_encoder = match &config.encoder {
             EncoderConfig::TinyVit(c) => {
-                ImageEncoder::TinyVit(TinyViT::load(&encoder_weights, c, device)?)
+                ImageEncoder::TinyVit(Box::new(TinyViT::load(&encoder_weights, c, device)?))
             }
-            EncoderConfig::Vit(c) => {
-                ImageEncoder::Vit(ImageEncoderViT::load(&encoder_weights, c, device)?)
-            }
+            EncoderConfig::Vit(c) => ImageEncoder::Vit(Box::new(ImageEncoderViT::load(
+                &encoder_weights,
+                c,
+                device,
+            )?)),
         };
         let unread: Vec<String> = encoder_weights
             .unread("")

@@ -10,7 +10,7 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::common::{LayerNorm2d, MlpBlock, layer_norm};
+use super::common::{LayerNorm2d, MlpBlock, conv, layer_norm};
 use super::weights::{HostTensor, Weights, conv2d, linear};
 use crate::error::{Error, Result};
 
@@ -80,9 +80,9 @@ impl MBConv {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = x.clone();
-        let x = gelu(self.conv1.forward(x));
+        let x = gelu(conv(&self.conv1, x));
         let x = gelu(self.conv2.forward(x));
-        gelu(self.conv3.forward(x) + shortcut)
+        gelu(conv(&self.conv3, x) + shortcut)
     }
 }
 
@@ -109,9 +109,9 @@ impl PatchMerging {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = gelu(self.conv1.forward(x));
+        let x = gelu(conv(&self.conv1, x));
         let x = gelu(self.conv2.forward(x));
-        self.conv3.forward(x)
+        conv(&self.conv3, x)
     }
 }
 
@@ -341,9 +341,8 @@ impl TinyViT {
             conv2d(w, "patch_embed.seq.0", 1, 0, 1, device)?,
             conv2d(w, "patch_embed.seq.2", 1, 0, 1, device)?,
         ];
-        let res = config.resolutions();
         let mut layers = Vec::new();
-        for i in 0..4 {
+        for (i, resolution) in config.resolutions().into_iter().enumerate() {
             let p = format!("layers.{i}");
             let dim = config.embed_dims[i];
             let downsample = if i < 3 {
@@ -360,7 +359,7 @@ impl TinyViT {
                 conv_blocks: Vec::new(),
                 blocks: Vec::new(),
                 downsample,
-                resolution: res[i],
+                resolution,
             };
             for j in 0..config.depths[i] {
                 let bp = format!("{p}.blocks.{j}");
@@ -398,14 +397,14 @@ impl TinyViT {
         x: Tensor<4>,
         mut inspect: impl FnMut(&str, &Tensor<4>),
     ) -> Tensor<4> {
-        let x = gelu(self.patch_embed[0].forward(x));
-        let mut x = self.patch_embed[1].forward(x);
+        let x = gelu(conv(&self.patch_embed[0], x));
+        let mut x = conv(&self.patch_embed[1], x);
         inspect("patch_embed", &x);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             inspect(&format!("layers.{i}"), &x);
         }
-        let x = self.neck_norm1.forward(self.neck_conv1.forward(x));
+        let x = self.neck_norm1.forward(conv(&self.neck_conv1, x));
         self.neck_norm2.forward(self.neck_conv2.forward(x))
     }
 }

@@ -1,0 +1,188 @@
+//! `autosam bench`: the encoder's time per slice and peak memory on each backend this build has,
+//! each backend in its own child process so its peak resident memory is its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use autosam::backend;
+use autosam::model::{Sam, SamConfig};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use super::load_weights;
+
+/// What the issue gives for this encoder on this 2-core machine (not rerun here: no Python ML
+/// stack in the project), per slice at 256x256.
+const REFERENCE: [(&str, f64, f64); 2] = [
+    ("PyTorch 2.15", 1270.0, 2120.0),
+    ("ONNX Runtime", 600.0, 1100.0),
+];
+
+#[derive(Serialize, Deserialize)]
+pub struct Measurement {
+    pub backend: String,
+    pub adapter: String,
+    pub load_ms: f64,
+    pub encode_ms: f64,
+    pub decode_ms: f64,
+    pub peak_rss_mib: f64,
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn median_ms(repeats: usize, mut run: impl FnMut()) -> f64 {
+    run();
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            run();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// The name wgpu gives the adapter a default high-performance request gets, which is the one
+/// burn's default wgpu device takes.
+fn wgpu_adapter() -> Option<String> {
+    let instance = wgpu::Instance::default();
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .ok()?;
+    let info = adapter.get_info();
+    Some(format!(
+        "{} ({:?}, {:?})",
+        info.name, info.backend, info.device_type
+    ))
+}
+
+/// One backend, in this process: prints a JSON line for the parent.
+pub fn child(name: &str, weights: &Path, repeats: usize) -> Result<(), String> {
+    let (device, adapter) = match name {
+        "flex" => (backend::cpu(), "CPU".to_string()),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        "ndarray" => (Device::ndarray(), "CPU".to_string()),
+        "wgpu" => {
+            let adapter = wgpu_adapter().ok_or("no wgpu adapter")?;
+            let device = Device::wgpu_options()
+                .init()
+                .map_err(|e| format!("wgpu: {e}"))?;
+            (device, adapter)
+        }
+        other => return Err(format!("backend {other} is not in this build")),
+    };
+    let t = Instant::now();
+    let (config, weights) = load_weights(weights)?;
+    let sam = Sam::load(&weights, config, &device).map_err(|e| e.to_string())?;
+    drop(weights);
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let input = bench_input(&sam.config);
+    let encode_ms = median_ms(repeats, || {
+        std::hint::black_box(sam.encode(&input).into_data());
+    });
+    let embedding = sam.encode(&input);
+    let decode_ms = median_ms(repeats, || {
+        let pred = sam.decode_boxes(embedding.clone(), &[[60.0, 60.0, 180.0, 170.0]]);
+        std::hint::black_box(pred.masks.into_data());
+    });
+    let m = Measurement {
+        backend: name.into(),
+        adapter,
+        load_ms,
+        encode_ms,
+        decode_ms,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    println!("{}", serde_json::to_string(&m).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// A smooth synthetic slice; the encoder's cost does not depend on the values.
+fn bench_input(config: &SamConfig) -> Vec<f32> {
+    let s = config.input_size();
+    let plane: Vec<f32> = (0..s * s)
+        .map(|i| {
+            let (y, x) = ((i / s) as f32 / s as f32, (i % s) as f32 / s as f32);
+            0.5 + 0.5 * (6.0 * x).sin() * (4.0 * y).cos()
+        })
+        .collect();
+    plane.repeat(3)
+}
+
+pub fn run(weights: &Path, repeats: usize, out: Option<&Path>) -> Result<(), String> {
+    let exe: PathBuf = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut backends = vec!["flex"];
+    if cfg!(feature = "ndarray") {
+        backends.push("ndarray");
+    }
+    backends.push("wgpu");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows = Vec::new();
+    for name in backends {
+        let output = Command::new(&exe)
+            .args(["bench", "--child", name, "--repeats", &repeats.to_string()])
+            .arg("--weights")
+            .arg(weights)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        match stdout
+            .lines()
+            .find_map(|l| serde_json::from_str::<Measurement>(l).ok())
+        {
+            Some(m) => rows.push(m),
+            None => eprintln!(
+                "{name}: skipped ({})",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        }
+    }
+    let ort = REFERENCE[1].1;
+    let features = if cfg!(feature = "ndarray") {
+        " --features ndarray"
+    } else {
+        ""
+    };
+    let mut table = format!(
+        "LiteMedSAM encoder, one 256x256 slice, native, {threads} threads; median of {repeats} runs \
+         after a warm-up (`cargo run --release{features} -- bench --repeats {repeats}`). Peak memory is the \
+         process's peak resident set (weights, activations and runtime; GPU memory is not in it).\n\n\
+         | backend | adapter | encoder ms/slice | vs ONNX Runtime | box decoder ms | model load ms | peak RSS MiB |\n\
+         |---|---|---:|---:|---:|---:|---:|\n"
+    );
+    for m in &rows {
+        table.push_str(&format!(
+            "| {} | {} | {:.0} | {:.2}x | {:.0} | {:.0} | {:.0} |\n",
+            m.backend,
+            m.adapter,
+            m.encode_ms,
+            m.encode_ms / ort,
+            m.decode_ms,
+            m.load_ms,
+            m.peak_rss_mib
+        ));
+    }
+    for (name, two, one) in REFERENCE {
+        table.push_str(&format!(
+            "| {name} (issue's figure, 2 threads; 1 thread: {one:.0} ms) | CPU | {two:.0} | {:.2}x | | | |\n",
+            two / ort
+        ));
+    }
+    print!("{table}");
+    if let Some(out) = out {
+        std::fs::write(out, &table).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    Ok(())
+}
