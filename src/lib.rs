@@ -7,6 +7,8 @@
 
 #[cfg(feature = "model")]
 pub mod backend;
+#[cfg(feature = "model")]
+pub mod cache;
 pub mod error;
 #[cfg(feature = "model")]
 pub mod heads;

@@ -9,6 +9,7 @@ mod bench;
 mod eval_box;
 mod parity;
 mod quant_report;
+mod train;
 
 use autosam::backend;
 use autosam::model::checkpoint;
@@ -90,6 +91,49 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Train a prompt-free head on cached embeddings of labelled volumes.
+    Train {
+        #[arg(long)]
+        data: PathBuf,
+        /// Comma-separated name prefixes (`patient001,patient002`); all pairs when absent.
+        #[arg(long)]
+        volumes: Option<String>,
+        /// autosam, cnn or linear.
+        #[arg(long, default_value = "autosam")]
+        head: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        epochs: usize,
+        #[arg(long, default_value_t = 4)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 5e-4)]
+        lr: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Share of the slices held out for validation Dice.
+        #[arg(long, default_value_t = 0.2)]
+        val_fraction: f64,
+        #[arg(long, default_value = "weights/lite_medsam.pth")]
+        weights: PathBuf,
+        /// Where slice embeddings are cached (by file hash and encoder).
+        #[arg(long, default_value = "weights/embeddings")]
+        cache: PathBuf,
+    },
+    /// Per-class 3-D Dice of a head on labelled volumes.
+    Eval {
+        /// A head file from `train`; the shipped default head when absent.
+        #[arg(long)]
+        head: Option<PathBuf>,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        volumes: Option<String>,
+        #[arg(long, default_value = "weights/lite_medsam.pth")]
+        weights: PathBuf,
+        #[arg(long, default_value = "weights/embeddings")]
+        cache: PathBuf,
+    },
     /// Convert a LiteMedSAM or SAM checkpoint (.pth) to the page's weights file.
     Convert {
         checkpoint: PathBuf,
@@ -169,6 +213,54 @@ pub fn main() -> ExitCode {
             out,
             precision,
         } => convert(&checkpoint, &out, &precision),
+        Command::Train {
+            data,
+            volumes,
+            head,
+            out,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+            val_fraction,
+            weights,
+            cache,
+        } => load_weights(&weights).and_then(|(config, w)| {
+            let sam = Sam::load(&w, config, &backend::cpu()).map_err(|e| e.to_string())?;
+            let config = autosam::train::TrainConfig {
+                epochs,
+                batch_size,
+                lr,
+                seed,
+            };
+            train::train(
+                &sam,
+                &w,
+                train::TrainArgs {
+                    data,
+                    volumes,
+                    head,
+                    out,
+                    config,
+                    val_fraction,
+                    cache,
+                },
+            )
+        }),
+        Command::Eval {
+            head,
+            data,
+            volumes,
+            weights,
+            cache,
+        } => load_weights(&weights).and_then(|(config, w)| {
+            let head = head.ok_or(
+                "no default head ships yet (issue 4 is in progress): pass --head HEAD.safetensors",
+            )?;
+            let sam = Sam::load(&w, config, &backend::cpu()).map_err(|e| e.to_string())?;
+            let (head, info) = train::load_head(&head, &w)?;
+            train::eval(&sam, &head, &info, &data, volumes.as_deref(), &cache)
+        }),
         Command::QuantReport {
             data,
             weights,

@@ -4,9 +4,13 @@
 pub mod autosam;
 pub mod cnn;
 pub mod linear;
+pub mod store;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{Error, Result};
+use crate::model::Weights;
 
 pub use autosam::AutoSamHead;
 pub use cnn::CnnHead;
@@ -20,6 +24,27 @@ pub enum Head {
 }
 
 impl Head {
+    /// A new head of `kind` for `classes` classes (background included). AutoSAM and linear
+    /// start from the pretrained mask decoder in `sam_weights` (`mask_decoder.*`).
+    pub fn new(kind: &str, classes: usize, sam_weights: &Weights, device: &Device) -> Result<Self> {
+        match kind {
+            "autosam" => Ok(Self::AutoSam(AutoSamHead::from_decoder(
+                sam_weights,
+                classes,
+                device,
+            )?)),
+            "cnn" => Ok(Self::Cnn(CnnHead::new(256, classes, device))),
+            "linear" => Ok(Self::Linear(LinearHead::from_decoder(
+                sam_weights,
+                classes,
+                device,
+            )?)),
+            other => Err(Error::Invalid(format!(
+                "unknown head `{other}`: use autosam, cnn or linear"
+            ))),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::AutoSam(_) => "autosam",
@@ -44,4 +69,26 @@ impl Head {
             Self::Linear(h) => h.forward(embedding),
         }
     }
+}
+
+/// Class logits on the encoder grid, [K, S, S], to a label map at the slice's own size: each
+/// class's scores back through the letterbox (crop the padding, bilinear), then the argmax.
+pub fn labels_from_class_logits(
+    logits: &[f32],
+    classes: usize,
+    letterbox: &crate::preprocess::Letterbox,
+) -> Vec<u8> {
+    let grid = letterbox.size * letterbox.size;
+    let mut best = vec![f32::NEG_INFINITY; letterbox.height * letterbox.width];
+    let mut labels = vec![0u8; best.len()];
+    for (k, scores) in logits.chunks_exact(grid).take(classes).enumerate() {
+        let back = letterbox.scores_to_slice(scores);
+        for ((b, l), &s) in best.iter_mut().zip(labels.iter_mut()).zip(&back) {
+            if s > *b {
+                *b = s;
+                *l = k as u8;
+            }
+        }
+    }
+    labels
 }

@@ -166,7 +166,14 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn write(w: &Weights, config: &SamConfig, precision: Precision) -> Result<Vec<u8>> {
+/// Any state dict as a verified file: `format` names what it is (weights, a head), `extra` adds
+/// its own metadata.
+pub fn write_file(
+    w: &Weights,
+    format: &str,
+    extra: &[(&str, String)],
+    precision: Precision,
+) -> Result<Vec<u8>> {
     let stored = store(w, precision);
     let sha = digest(stored.iter().map(|s| {
         (
@@ -176,17 +183,13 @@ pub fn write(w: &Weights, config: &SamConfig, precision: Precision) -> Result<Ve
             s.bytes.as_slice(),
         )
     }));
-    let metadata = HashMap::from([
-        ("format".to_string(), FORMAT.to_string()),
-        ("model_id".to_string(), config.model_id.clone()),
-        (
-            "config".to_string(),
-            serde_json::to_string(config).expect("config serialises"),
-        ),
+    let mut metadata = HashMap::from([
+        ("format".to_string(), format.to_string()),
         ("precision".to_string(), precision.to_string()),
         ("int8_block".to_string(), INT8_BLOCK.to_string()),
         ("sha256".to_string(), sha),
     ]);
+    metadata.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let views = stored
         .iter()
         .map(|s| {
@@ -198,6 +201,19 @@ pub fn write(w: &Weights, config: &SamConfig, precision: Precision) -> Result<Ve
     safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Weights(e.to_string()))
 }
 
+pub fn write(w: &Weights, config: &SamConfig, precision: Precision) -> Result<Vec<u8>> {
+    let config_json = serde_json::to_string(config).expect("config serialises");
+    write_file(
+        w,
+        FORMAT,
+        &[
+            ("model_id", config.model_id.clone()),
+            ("config", config_json),
+        ],
+        precision,
+    )
+}
+
 fn metadata(bytes: &[u8]) -> Option<HashMap<String, String>> {
     SafeTensors::read_metadata(bytes).ok()?.1.metadata().clone()
 }
@@ -206,24 +222,27 @@ pub fn is_converted(bytes: &[u8]) -> bool {
     metadata(bytes).is_some_and(|m| m.get("format").map(String::as_str) == Some(FORMAT))
 }
 
-/// Parses, verifies and widens a converted file. Every way it can be wrong is a clear error.
-pub fn read(bytes: &[u8]) -> Result<WeightsFile> {
-    let refuse = |why: &str| {
-        Error::Weights(format!(
-            "not an autosam weights file ({why}); make one with `autosam convert`"
-        ))
-    };
+/// A verified file's metadata and widened tensors.
+pub struct VerifiedFile {
+    pub metadata: HashMap<String, String>,
+    pub precision: Precision,
+    pub weights: Weights,
+    pub sha256: String,
+}
+
+/// Parses, verifies and widens a file written by [`write_file`] with this `format`. Every way it
+/// can be wrong is a clear error; `what` and `hint` word it for the reader.
+pub fn read_file(bytes: &[u8], format: &str, what: &str, hint: &str) -> Result<VerifiedFile> {
+    let refuse = |why: &str| Error::Weights(format!("not {what} ({why}); {hint}"));
     let st = SafeTensors::deserialize(bytes).map_err(|e| refuse(&e.to_string()))?;
     let meta = metadata(bytes).ok_or_else(|| refuse("no metadata"))?;
     let field = |k: &str| {
         meta.get(k)
             .ok_or_else(|| refuse(&format!("no `{k}` field")))
     };
-    if field("format")? != FORMAT {
+    if field("format")? != format {
         return Err(refuse(&format!("format is `{}`", field("format")?)));
     }
-    let config: SamConfig =
-        serde_json::from_str(field("config")?).map_err(|e| refuse(&format!("config: {e}")))?;
     let precision = Precision::parse(field("precision")?)?;
     if field("int8_block")?.parse::<usize>().ok() != Some(INT8_BLOCK) {
         return Err(refuse("unsupported int8 block size"));
@@ -236,7 +255,7 @@ pub fn read(bytes: &[u8]) -> Result<WeightsFile> {
     );
     if &sha != field("sha256")? {
         return Err(Error::Weights(format!(
-            "the weights file is damaged: its tensors hash to {sha}, its header says {}; download it again",
+            "the file is damaged: its tensors hash to {sha}, its header says {}; download it again",
             field("sha256")?
         )));
     }
@@ -262,11 +281,33 @@ pub fn read(bytes: &[u8]) -> Result<WeightsFile> {
         };
         weights.insert(name.clone(), HostTensor::new(view.shape().to_vec(), data));
     }
-    Ok(WeightsFile {
-        config,
+    Ok(VerifiedFile {
+        metadata: meta,
         precision,
         weights,
         sha256: sha,
+    })
+}
+
+/// Parses, verifies and widens a converted weights file.
+pub fn read(bytes: &[u8]) -> Result<WeightsFile> {
+    let file = read_file(
+        bytes,
+        FORMAT,
+        "an autosam weights file",
+        "make one with `autosam convert`",
+    )?;
+    let config = file
+        .metadata
+        .get("config")
+        .ok_or_else(|| Error::Weights("the weights file has no `config` field".into()))?;
+    let config: SamConfig = serde_json::from_str(config)
+        .map_err(|e| Error::Weights(format!("the weights file's config: {e}")))?;
+    Ok(WeightsFile {
+        config,
+        precision: file.precision,
+        weights: file.weights,
+        sha256: file.sha256,
     })
 }
 

@@ -1,0 +1,167 @@
+//! Heads to and from files: safetensors through the same verified container as the weights
+//! (`format.rs`), with the head's kind, class names and colours, encoder and training summary in
+//! the metadata. Parameters are named by their module path, walked generically, so a new head
+//! type needs no code here.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::Head;
+use crate::error::{Error, Result};
+use crate::model::format::{self, Precision};
+use crate::model::{HostTensor, Weights};
+
+pub const HEAD_FORMAT: &str = "autosam-head/1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassInfo {
+    pub name: String,
+    /// `#rrggbb`
+    pub color: String,
+}
+
+/// What travels with a head's tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadInfo {
+    /// `autosam`, `cnn` or `linear`.
+    pub kind: String,
+    /// Background first.
+    pub classes: Vec<ClassInfo>,
+    /// The encoder whose embeddings it was trained on (`litemedsam`).
+    pub encoder: String,
+    /// Free-form: data, epochs, seed, validation Dice.
+    pub training: serde_json::Value,
+}
+
+/// The cardiac classes of ACDC, in label order, with the page's colours.
+pub fn cardiac_classes() -> Vec<ClassInfo> {
+    [
+        ("background", "#000000"),
+        ("RV", "#e6194b"),
+        ("MYO", "#3cb44b"),
+        ("LV", "#4363d8"),
+    ]
+    .into_iter()
+    .map(|(name, color)| ClassInfo {
+        name: name.into(),
+        color: color.into(),
+    })
+    .collect()
+}
+
+#[derive(Default)]
+struct Collect {
+    path: Vec<String>,
+    out: Weights,
+}
+
+impl ModuleVisitor for Collect {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        let shape = t.dims().to_vec();
+        let data = t.into_data().convert::<f32>().try_to_vec::<f32>();
+        if let Ok(data) = data {
+            self.out
+                .insert(self.path.join("."), HostTensor::new(shape, data));
+        }
+    }
+}
+
+struct Assign<'a> {
+    path: Vec<String>,
+    from: &'a Weights,
+    errors: Vec<String>,
+}
+
+impl ModuleMapper for Assign<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = self.path.join(".");
+        let current = param.val();
+        let dims = current.dims();
+        match self.from.get_shaped(&name, &dims) {
+            Ok(t) => {
+                let device = current.device();
+                param.map(|_| {
+                    Tensor::from_data(TensorData::new(t.data.clone(), t.shape.clone()), &device)
+                })
+            }
+            Err(e) => {
+                self.errors.push(e.to_string());
+                param
+            }
+        }
+    }
+}
+
+/// The head's parameters by module path (blocking reads: CPU backend, or native wgpu).
+pub fn to_weights(head: &Head) -> Weights {
+    let mut c = Collect::default();
+    head.visit(&mut c);
+    c.out
+}
+
+/// Puts stored parameters into a head of the same kind and shape.
+pub fn assign(head: Head, w: &Weights) -> Result<Head> {
+    let mut a = Assign {
+        path: Vec::new(),
+        from: w,
+        errors: Vec::new(),
+    };
+    let head = head.map(&mut a);
+    if let Some(first) = a.errors.first() {
+        return Err(Error::Weights(format!(
+            "the head file does not fit a {} head with these classes: {first}",
+            head.kind()
+        )));
+    }
+    Ok(head)
+}
+
+pub fn save(head: &Head, info: &HeadInfo, precision: Precision) -> Result<Vec<u8>> {
+    if info.classes.len() != head.classes() {
+        return Err(Error::Invalid(format!(
+            "{} class names for a head with {} classes",
+            info.classes.len(),
+            head.classes()
+        )));
+    }
+    let json = serde_json::to_string(info).expect("head info serialises");
+    format::write_file(&to_weights(head), HEAD_FORMAT, &[("head", json)], precision)
+}
+
+/// The info and tensors of a head file; build a head of `info.kind` and [`assign`] them.
+pub fn read(bytes: &[u8]) -> Result<(HeadInfo, Weights)> {
+    let file = format::read_file(
+        bytes,
+        HEAD_FORMAT,
+        "an autosam head file",
+        "heads are saved by `autosam train` or the page's Teach mode",
+    )?;
+    let info = file
+        .metadata
+        .get("head")
+        .ok_or_else(|| Error::Weights("the head file has no `head` field".into()))?;
+    let info: HeadInfo = serde_json::from_str(info)
+        .map_err(|e| Error::Weights(format!("the head file's info: {e}")))?;
+    if info.classes.is_empty() {
+        return Err(Error::Weights("the head file names no classes".into()));
+    }
+    Ok((info, file.weights))
+}

@@ -1,0 +1,96 @@
+//! Heads through their files: every kind round-trips through safetensors with its metadata,
+//! gives the same logits after, and a wrong or damaged file is refused.
+
+use autosam::heads::Head;
+use autosam::heads::store::{self, HeadInfo, cardiac_classes};
+use autosam::model::format::Precision;
+use autosam::model::{HostTensor, Weights};
+use burn::tensor::{Tensor, TensorData};
+
+fn info(kind: &str) -> HeadInfo {
+    HeadInfo {
+        kind: kind.into(),
+        classes: cardiac_classes(),
+        encoder: "litemedsam".into(),
+        training: serde_json::json!({ "epochs": 0 }),
+    }
+}
+
+/// The upstream state dict for the heads that start from the pretrained decoder, when present.
+fn sam_weights() -> Option<Weights> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/lite_medsam.pth");
+    if !path.exists() {
+        eprintln!("skipped autosam and linear: weights/lite_medsam.pth is absent");
+        return None;
+    }
+    Some(autosam::model::checkpoint::load_path(&path).unwrap().1)
+}
+
+#[test]
+fn heads_round_trip_through_their_files() {
+    let device = autosam::backend::cpu();
+    let sam = sam_weights();
+    let kinds: &[&str] = if sam.is_some() {
+        &["cnn", "linear", "autosam"]
+    } else {
+        &["cnn"]
+    };
+    let sam = sam.unwrap_or_default();
+    let g = 16;
+    let embedding = autosam::backend::pattern(256 * g * g, 5);
+    let pe = HostTensor::new(
+        vec![1, 256, g, g],
+        autosam::backend::pattern(256 * g * g, 6),
+    );
+    for kind in kinds {
+        let head = Head::new(kind, 4, &sam, &device).unwrap();
+        let run = |h: &Head| {
+            let x =
+                Tensor::<4>::from_data(TensorData::new(embedding.clone(), [1, 256, g, g]), &device);
+            h.forward(x, pe.to_device(&device))
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let before = run(&head);
+        let bytes = store::save(&head, &info(kind), Precision::F32).unwrap();
+        let (got, weights) = store::read(&bytes).unwrap();
+        assert_eq!(got, info(kind));
+        // A fresh head of the same kind (new random tokens / init), then the file's values.
+        let fresh = Head::new(kind, 4, &sam, &device).unwrap();
+        let loaded = store::assign(fresh, &weights).unwrap();
+        assert_eq!(run(&loaded), before, "{kind}");
+
+        // Two classes cannot take a four-class file.
+        let small = Head::new(kind, 2, &sam, &device).unwrap();
+        let err = store::assign(small, &weights).unwrap_err();
+        assert!(err.to_string().contains("does not fit"), "{err}");
+    }
+}
+
+#[test]
+fn damaged_and_foreign_head_files_are_refused() {
+    let device = autosam::backend::cpu();
+    let head = Head::new("cnn", 4, &Weights::default(), &device).unwrap();
+    let bytes = store::save(&head, &info("cnn"), Precision::F16).unwrap();
+    let mut damaged = bytes.clone();
+    let n = damaged.len() - 7;
+    damaged[n] ^= 1;
+    assert!(
+        store::read(&damaged)
+            .unwrap_err()
+            .to_string()
+            .contains("damaged")
+    );
+    let weights_file = autosam::model::format::write(
+        &Weights::default(),
+        &autosam::model::SamConfig::lite_medsam(),
+        Precision::F32,
+    )
+    .unwrap();
+    let err = store::read(&weights_file).unwrap_err().to_string();
+    assert!(err.contains("not an autosam head file"), "{err}");
+    let mut wrong = info("cnn");
+    wrong.classes.pop();
+    assert!(store::save(&head, &wrong, Precision::F32).is_err());
+}
