@@ -7,7 +7,7 @@ use std::time::Instant;
 use autosam::metrics::{dice, mean};
 use autosam::model::format::{self, Precision};
 use autosam::model::{Sam, SamConfig, Weights};
-use autosam::pipeline::{PreparedVolume, label_slice};
+use autosam::pipeline::{PreparedVolume, label_slice, put_label_slice};
 use autosam::segment::{boxes_from_labels, segment_boxes};
 
 use super::eval_box::{CLASSES, labelled_pairs, read_volume};
@@ -21,11 +21,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
         bb += y * y;
     }
     ab / (aa.sqrt() * bb.sqrt()).max(f64::MIN_POSITIVE)
-}
-
-struct Stats {
-    cosine: Vec<f64>,
-    dice: Vec<Option<f64>>,
 }
 
 pub fn run(
@@ -43,12 +38,12 @@ pub fn run(
         let sam = format::load_sam(&bytes, &device).map_err(|e| e.to_string())?;
         models.push((precision, bytes.len(), sam));
     }
-    let mut stats: Vec<Stats> = (1..models.len())
-        .map(|_| Stats {
-            cosine: Vec::new(),
-            dice: Vec::new(),
-        })
-        .collect();
+    let m = models.len();
+    // Per precision: embedding cosines against f32, and per class the 3-D Dice of its box-mask
+    // volume against f32's and against the ground truth, one value per volume.
+    let mut cosines: Vec<Vec<f64>> = vec![Vec::new(); m];
+    let mut vs_f32: Vec<Vec<Vec<Option<f64>>>> = vec![vec![Vec::new(); CLASSES.len()]; m];
+    let mut vs_truth: Vec<Vec<Vec<Option<f64>>>> = vec![vec![Vec::new(); CLASSES.len()]; m];
     let pairs: Vec<_> = labelled_pairs(dir)?.into_iter().take(volumes).collect();
     let classes: Vec<u8> = CLASSES.iter().map(|c| c.0).collect();
     let mut slices = 0;
@@ -57,57 +52,59 @@ pub fn run(
         let truth = read_volume(gt)?.labels();
         let prepared = PreparedVolume::new(&image, models[0].2.input_size());
         let lb = prepared.letterbox;
+        let mut preds = vec![vec![0u8; truth.len()]; m];
         for (z, input) in prepared.inputs.iter().enumerate() {
             let gt = label_slice(&truth, prepared.dims, prepared.axis, z);
             let boxes = boxes_from_labels(&gt, lb.height, lb.width, &classes, 1);
-            let runs: Vec<(Vec<f32>, Vec<u8>)> = models
-                .iter()
-                .map(|(_, _, sam)| {
-                    let emb = sam.encode(input);
-                    let data = emb.clone().into_data().try_to_vec::<f32>().expect("f32");
-                    (data, segment_boxes(sam, emb, &lb, &boxes))
-                })
-                .collect();
-            for (s, run) in stats.iter_mut().zip(&runs[1..]) {
-                s.cosine.push(cosine(&run.0, &runs[0].0));
-                for c in &classes {
-                    s.dice.push(dice(&run.1, &runs[0].1, *c));
+            let mut reference = Vec::new();
+            for (i, (_, _, sam)) in models.iter().enumerate() {
+                let emb = sam.encode(input);
+                let data = emb.clone().into_data().try_to_vec::<f32>().expect("f32");
+                if i == 0 {
+                    reference = data.clone();
                 }
+                cosines[i].push(cosine(&data, &reference));
+                let labels = segment_boxes(sam, emb, &lb, &boxes);
+                put_label_slice(&mut preds[i], prepared.dims, prepared.axis, z, &labels);
             }
             slices += 1;
         }
+        for i in 0..m {
+            for (k, c) in classes.iter().enumerate() {
+                vs_f32[i][k].push(dice(&preds[i], &preds[0], *c));
+                vs_truth[i][k].push(dice(&preds[i], &truth, *c));
+            }
+        }
         eprintln!("{name}: {} slices", prepared.slice_count());
     }
+    let names: Vec<&str> = CLASSES.iter().map(|c| c.1).collect();
     let mut table = format!(
         "LiteMedSAM weights at each precision against f32, over all {slices} slices of the first {} \
          labelled volumes in `{}` (`autosam quant-report --volumes {volumes}`). Box masks use the \
-         SAM(box) protocol (ground-truth boxes per class, widened by 1 px); Dice is per slice and \
-         class between the box masks of that precision and of f32, over the pairs where either \
-         has the class.\n\n\
-         | precision | file MB | embedding cosine (mean) | (min) | box-mask Dice vs f32 (mean) | (min) |\n\
+         SAM(box) protocol (ground-truth boxes per class, widened by 1 px, later classes drawn \
+         over earlier ones); Dice is 3-D per volume and class, then the mean over volumes.\n\n\
+         | precision | file MB | embedding cosine vs f32 (mean) | (min) | box-mask Dice vs f32: {} | Dice vs ground truth: {} |\n\
          |---|---:|---:|---:|---:|---:|\n",
         pairs.len(),
-        dir.display()
+        dir.display(),
+        names.join(" / "),
+        names.join(" / ")
     );
-    table.push_str(&format!(
-        "| f32 | {:.2} | 1 | 1 | 1 | 1 |\n",
-        models[0].1 as f64 / 1e6
-    ));
-    for ((precision, size, _), s) in models[1..].iter().zip(&stats) {
-        let min_cos = s.cosine.iter().copied().fold(f64::INFINITY, f64::min);
-        let min_dice = s
-            .dice
-            .iter()
-            .flatten()
-            .copied()
-            .fold(f64::INFINITY, f64::min);
+    let fmt_classes = |v: &[Vec<Option<f64>>]| {
+        v.iter()
+            .map(|c| mean(c.iter().copied()).map_or("-".into(), |d| format!("{d:.4}")))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    for (i, (precision, size, _)) in models.iter().enumerate() {
+        let min_cos = cosines[i].iter().copied().fold(f64::INFINITY, f64::min);
         table.push_str(&format!(
-            "| {precision} | {:.2} | {:.6} | {:.6} | {:.4} | {:.4} |\n",
+            "| {precision} | {:.2} | {:.6} | {:.6} | {} | {} |\n",
             *size as f64 / 1e6,
-            mean(s.cosine.iter().map(|&c| Some(c))).unwrap_or(f64::NAN),
+            mean(cosines[i].iter().map(|&c| Some(c))).unwrap_or(f64::NAN),
             min_cos,
-            mean(s.dice.iter().copied()).unwrap_or(f64::NAN),
-            min_dice
+            fmt_classes(&vs_f32[i]),
+            fmt_classes(&vs_truth[i]),
         ));
     }
     table.push_str(&format!(

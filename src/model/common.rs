@@ -7,7 +7,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::{Device, Tensor};
 
-use super::weights::{Weights, linear};
+use super::weights::{Weights, conv2d, linear};
 use crate::error::Result;
 
 pub fn layer_norm(w: &Weights, name: &str, eps: f64, device: &Device) -> Result<LayerNorm> {
@@ -134,4 +134,30 @@ pub fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         None => y,
     };
     y.reshape([b, out, h, w])
+}
+
+/// Both encoders' neck: 1x1 convolution, LayerNorm2d, 3x3 convolution, LayerNorm2d.
+#[derive(Module, Debug)]
+pub struct Neck {
+    pub conv1: Conv2d,
+    pub norm1: LayerNorm2d,
+    pub conv2: Conv2d,
+    pub norm2: LayerNorm2d,
+}
+
+impl Neck {
+    /// From `neck.0` .. `neck.3`.
+    pub fn load(w: &Weights, device: &Device) -> Result<Self> {
+        Ok(Self {
+            conv1: conv2d(w, "neck.0", 1, 0, 1, device)?,
+            norm1: LayerNorm2d::load(w, "neck.1", device)?,
+            conv2: conv2d(w, "neck.2", 1, 1, 1, device)?,
+            norm2: LayerNorm2d::load(w, "neck.3", device)?,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.norm1.forward(conv(&self.conv1, x));
+        self.norm2.forward(self.conv2.forward(x))
+    }
 }

@@ -10,7 +10,7 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::common::{LayerNorm2d, MlpBlock, layer_norm};
+use super::common::{MlpBlock, Neck, layer_norm};
 use super::weights::{HostTensor, Weights, conv2d, linear, param};
 use crate::error::{Error, Result};
 
@@ -265,10 +265,7 @@ pub struct ImageEncoderViT {
     pub patch_embed: Conv2d,
     pub pos_embed: Param<Tensor<4>>,
     pub blocks: Vec<Block>,
-    pub neck_conv1: Conv2d,
-    pub neck_norm1: LayerNorm2d,
-    pub neck_conv2: Conv2d,
-    pub neck_norm2: LayerNorm2d,
+    pub neck: Neck,
 }
 
 impl ImageEncoderViT {
@@ -293,10 +290,7 @@ impl ImageEncoderViT {
             patch_embed: conv2d(w, "patch_embed.proj", config.patch_size, 0, 1, device)?,
             pos_embed: param(w, "pos_embed", device)?,
             blocks,
-            neck_conv1: conv2d(w, "neck.0", 1, 0, 1, device)?,
-            neck_norm1: LayerNorm2d::load(w, "neck.1", device)?,
-            neck_conv2: conv2d(w, "neck.2", 1, 1, 1, device)?,
-            neck_norm2: LayerNorm2d::load(w, "neck.3", device)?,
+            neck: Neck::load(w, device)?,
         })
     }
 
@@ -306,7 +300,6 @@ impl ImageEncoderViT {
             x = block.forward(x);
         }
         let x = x.permute([0, 3, 1, 2]);
-        let x = self.neck_norm1.forward(self.neck_conv1.forward(x));
-        self.neck_norm2.forward(self.neck_conv2.forward(x))
+        self.neck.forward(x)
     }
 }

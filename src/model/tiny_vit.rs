@@ -10,7 +10,7 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::common::{LayerNorm2d, MlpBlock, conv, layer_norm};
+use super::common::{MlpBlock, Neck, conv, layer_norm};
 use super::weights::{HostTensor, Weights, conv2d, linear};
 use crate::error::{Error, Result};
 
@@ -328,10 +328,7 @@ impl Layer {
 pub struct TinyViT {
     pub patch_embed: Vec<Conv2d>,
     pub layers: Vec<Layer>,
-    pub neck_conv1: Conv2d,
-    pub neck_norm1: LayerNorm2d,
-    pub neck_conv2: Conv2d,
-    pub neck_norm2: LayerNorm2d,
+    pub neck: Neck,
 }
 
 impl TinyViT {
@@ -379,10 +376,7 @@ impl TinyViT {
         Ok(Self {
             patch_embed,
             layers,
-            neck_conv1: conv2d(w, "neck.0", 1, 0, 1, device)?,
-            neck_norm1: LayerNorm2d::load(w, "neck.1", device)?,
-            neck_conv2: conv2d(w, "neck.2", 1, 1, 1, device)?,
-            neck_norm2: LayerNorm2d::load(w, "neck.3", device)?,
+            neck: Neck::load(w, device)?,
         })
     }
 
@@ -404,7 +398,6 @@ impl TinyViT {
             x = layer.forward(x);
             inspect(&format!("layers.{i}"), &x);
         }
-        let x = self.neck_norm1.forward(conv(&self.neck_conv1, x));
-        self.neck_norm2.forward(self.neck_conv2.forward(x))
+        self.neck.forward(x)
     }
 }
