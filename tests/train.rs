@@ -23,6 +23,8 @@ fn loss_is_cross_entropy_plus_soft_dice() {
 #[test]
 fn a_few_steps_lower_the_loss() {
     let device = autosam::backend::cpu().autodiff();
+    // A fixed initialisation: the outcome of a few steps should not depend on the draw.
+    device.seed(7);
     let (c, g) = (256, 8);
     let head = Head::Cnn(CnnHead::new(c, 3, &device));
     // Labels follow the sign of two embedding channels, so a head can learn them.
@@ -40,15 +42,15 @@ fn a_few_steps_lower_the_loss() {
         samples.push(Sample { embedding, labels });
     }
     let pe = HostTensor::new(vec![1, c, g, g], vec![0.0; c * g * g]);
-    let mut trainer = Trainer::new(head, &pe, 2e-3, &device);
+    let mut trainer = Trainer::new(head, &pe, 1e-3, &device);
     let mut order: Vec<usize> = (0..samples.len()).collect();
     let mut losses = Vec::new();
-    for epoch in 0..30 {
+    for epoch in 0..60 {
         shuffle(&mut order, epoch);
         let batch: Vec<&Sample> = order.iter().map(|&i| &samples[i]).collect();
         losses.push(trainer.step(&batch).into_scalar::<f32>());
     }
     eprintln!("losses {losses:?}");
     assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0));
-    assert!(losses[29] < losses[0] * 0.8, "{losses:?}");
+    assert!(losses[59] < losses[0] * 0.8, "{losses:?}");
 }

@@ -144,6 +144,8 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
     let n_val = ((all.len() as f64) * args.val_fraction).round() as usize;
     let val = all.split_off(all.len() - n_val.min(all.len().saturating_sub(1)));
     let device = autosam::backend::cpu().autodiff();
+    // The seed fixes the head's initialisation too, not only the data order.
+    device.seed(cfg.seed);
     let classes = cardiac_classes();
     let head =
         Head::new(&args.head, classes.len(), sam_weights, &device).map_err(|e| e.to_string())?;
