@@ -149,6 +149,9 @@ pub fn run(weights: &Path, repeats: usize, out: Option<&Path>) -> Result<(), Str
             ),
         }
     }
+    if rows.is_empty() {
+        return Err("no backend could run the encoder (see the reasons above)".into());
+    }
     let ort = REFERENCE[1].1;
     let features = if cfg!(feature = "ndarray") {
         " --features ndarray"

@@ -311,7 +311,7 @@ fn vit_checks(report: &mut Report, dir: &Path, device: &Device) -> Result<(), St
             .map(|&v| v as usize)
             .collect(),
     };
-    let state = checkpoint::read_pth(&pth).map_err(|e| e.to_string())?;
+    let state = checkpoint::read_pth(&pth).map_err(|e| format!("{}: {e}", pth.display()))?;
     let (detected, state) = checkpoint::prepare(state).map_err(|e| e.to_string())?;
     let inferred = match &detected.encoder {
         EncoderConfig::Vit(v) => v == &config,

@@ -70,7 +70,7 @@ pub fn read_pth(path: &std::path::Path) -> Result<Weights> {
         .into_iter()
         .find_map(|k| open(Some(k)).ok().filter(|r| !r.is_empty()))
         .map_or_else(|| open(None), Ok)
-        .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::Weights(e.to_string()))?;
     let mut w = Weights::default();
     for (name, tensor) in reader.into_tensors() {
         let dtype = match tensor.dtype() {
@@ -82,9 +82,7 @@ pub fn read_pth(path: &std::path::Path) -> Result<Weights> {
             // Integer buffers (index tables, counters) are rebuilt from the config.
             _ => continue,
         };
-        let bytes = tensor
-            .read()
-            .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
+        let bytes = tensor.read().map_err(|e| Error::Weights(e.to_string()))?;
         let shape = tensor.shape().to_vec();
         w.insert(name, HostTensor::new(shape, to_f32(dtype, &bytes)?));
     }
@@ -113,7 +111,7 @@ pub fn prepare(mut w: Weights) -> Result<(SamConfig, Weights)> {
 }
 
 /// Reads a checkpoint by its extension: `.pth`/`.pt` or `.safetensors` (upstream layout or one
-/// of our converted files).
+/// of our converted files). Errors do not repeat the path; callers name the file once.
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub fn load_path(path: &std::path::Path) -> Result<(SamConfig, Weights)> {
     let ext = path
@@ -131,9 +129,8 @@ pub fn load_path(path: &std::path::Path) -> Result<(SamConfig, Weights)> {
                 prepare(read_safetensors(&bytes)?)
             }
         }
-        _ => Err(Error::Weights(format!(
-            "{}: expected a .pth, .pt or .safetensors file",
-            path.display()
-        ))),
+        _ => Err(Error::Weights(
+            "expected a .pth, .pt or .safetensors file".into(),
+        )),
     }
 }
