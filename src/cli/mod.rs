@@ -293,16 +293,7 @@ fn info(file: &Path, frame: usize, max_mib: u64) -> Result<(), String> {
 
 /// A state dict from an upstream checkpoint or a converted file, with its precision.
 pub fn load_weights_with_precision(path: &Path) -> Result<(SamConfig, Weights, Precision), String> {
-    let err = |e: autosam::Error| format!("{}: {e}", path.display());
-    if path.extension().is_some_and(|e| e == "safetensors") {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if format::is_converted(&bytes) {
-            let file = format::read(&bytes).map_err(err)?;
-            return Ok((file.config, file.weights, file.precision));
-        }
-    }
-    let (c, w) = checkpoint::load_path(path).map_err(err)?;
-    Ok((c, w, Precision::F32))
+    checkpoint::load_path(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn load_weights(path: &Path) -> Result<(SamConfig, Weights), String> {
@@ -322,8 +313,7 @@ pub fn load_sam(path: &Path, attention_biases: bool) -> Result<(Sam, Precision),
 
 fn convert(path: &Path, out: &Path, precision: &str) -> Result<(), String> {
     let precision = Precision::parse(precision).map_err(|e| e.to_string())?;
-    let (config, weights) =
-        checkpoint::load_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (config, weights) = load_weights(path)?;
     let bytes = format::write(&weights, &config, precision).map_err(|e| e.to_string())?;
     // Read back what was written, so a bad file is never left behind looking finished.
     let check = format::read(&bytes).map_err(|e| e.to_string())?;

@@ -111,22 +111,24 @@ pub fn prepare(mut w: Weights) -> Result<(SamConfig, Weights)> {
 }
 
 /// Reads a checkpoint by its extension: `.pth`/`.pt` or `.safetensors` (upstream layout or one
-/// of our converted files). Errors do not repeat the path; callers name the file once.
+/// of our converted files, whose precision is returned; upstream files are f32). Errors do not
+/// repeat the path; callers name the file once.
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
-pub fn load_path(path: &std::path::Path) -> Result<(SamConfig, Weights)> {
+pub fn load_path(path: &std::path::Path) -> Result<(SamConfig, Weights, super::format::Precision)> {
+    use super::format::Precision;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default();
     match ext {
-        "pth" | "pt" => prepare(read_pth(path)?),
+        "pth" | "pt" => prepare(read_pth(path)?).map(|(c, w)| (c, w, Precision::F32)),
         "safetensors" => {
             let bytes = std::fs::read(path)?;
             if super::format::is_converted(&bytes) {
                 let file = super::format::read(&bytes)?;
-                Ok((file.config, file.weights))
+                Ok((file.config, file.weights, file.precision))
             } else {
-                prepare(read_safetensors(&bytes)?)
+                prepare(read_safetensors(&bytes)?).map(|(c, w)| (c, w, Precision::F32))
             }
         }
         _ => Err(Error::Weights(
