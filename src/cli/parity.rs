@@ -10,7 +10,7 @@ use autosam::model::checkpoint::{self, read_safetensors};
 use autosam::model::format::Precision;
 use autosam::model::image_encoder::{ImageEncoderViT, ViTConfig};
 use autosam::model::tiny_vit::TinyViT;
-use autosam::model::{EncoderConfig, Weights};
+use autosam::model::{EncoderConfig, Sam, Weights};
 use autosam::preprocess::Letterbox;
 use autosam::segment::{ClassBox, labels_from_logits};
 use autosam::volume::Slice;
@@ -73,23 +73,44 @@ fn read(t: Tensor<4>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().expect("f32 tensor")
 }
 
+/// LiteMedSAM, loaded once for the slice and head checks: the model, its state dict (the head
+/// starts from its decoder) and the file's precision, which sets the tolerance.
+struct LiteMedSam {
+    sam: Sam,
+    state: Weights,
+    precision: Precision,
+}
+
+impl LiteMedSam {
+    fn load(weights: &Path, device: &Device) -> Result<Self, String> {
+        let (config, state, precision) = super::load_weights_with_precision(weights)?;
+        if config.model_id != "litemedsam" {
+            return Err(format!(
+                "{}: holds {}, the slice fixtures need LiteMedSAM",
+                weights.display(),
+                config.model_id
+            ));
+        }
+        let sam =
+            Sam::load(&state, config, device).map_err(|e| format!("{}: {e}", weights.display()))?;
+        println!("LiteMedSAM weights: {} ({precision})", weights.display());
+        Ok(Self {
+            sam,
+            state,
+            precision,
+        })
+    }
+}
+
 fn slice_checks(
     report: &mut Report,
     fx: &Weights,
-    weights: &Path,
+    model: &LiteMedSam,
     device: &Device,
     save: Option<&Path>,
 ) -> Result<(), String> {
-    let (sam, precision) = super::load_sam(weights, false)?;
-    if sam.config.model_id != "litemedsam" {
-        return Err(format!(
-            "{}: holds {}, the slice fixtures need LiteMedSAM",
-            weights.display(),
-            sam.config.model_id
-        ));
-    }
+    let (sam, precision) = (&model.sam, model.precision);
     let tol = Some(tolerance(precision));
-    println!("LiteMedSAM weights: {} ({precision})", weights.display());
     let get = |n: &str| fx.get(n).map_err(|e| e.to_string());
     let size = sam.input_size();
 
@@ -335,46 +356,32 @@ fn vit_checks(report: &mut Report, dir: &Path, device: &Device) -> Result<(), St
 /// The prompt-free AutoSAM head with the reference's tokens on the reference embedding.
 fn autosam_head_check(
     report: &mut Report,
-    dir: &Path,
-    weights: &Path,
+    path: &Path,
+    slice_fx: Option<&Weights>,
+    model: &LiteMedSam,
     device: &Device,
 ) -> Result<(), String> {
-    let path = dir.join("autosam_head.safetensors");
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let fx = read_safetensors(&bytes).map_err(|e| e.to_string())?;
     let get = |n: &str| fx.get(n).map_err(|e| format!("{}: {e}", path.display()));
-    let (config, state, precision) = super::load_weights_with_precision(weights)?;
     let iou = get("iou_token")?;
-    let head = AutoSamHead::from_decoder(&state, iou.shape[0], device)
+    let head = AutoSamHead::from_decoder(&model.state, iou.shape[0], device)
         .map_err(|e| e.to_string())?
         .with_tokens(iou.to_device(device), get("mask_tokens")?.to_device(device));
-    let pe = autosam::model::prompt_encoder::PromptEncoder::load(
-        &state,
-        "prompt_encoder",
-        config.input_size(),
-        config.embedding_size(),
-    )
-    .map_err(|e| e.to_string())?
-    .dense_pe()
-    .to_device(device);
     // The committed copy leaves out the embedding, which is the slice fixture's.
-    let embedding = match fx.get("embedding") {
-        Ok(e) => e.to_device(device),
-        Err(_) => {
-            let slice = dir.join("litemedsam_slice.safetensors");
-            let bytes = std::fs::read(&slice).map_err(|e| format!("{}: {e}", slice.display()))?;
-            let fx = read_safetensors(&bytes).map_err(|e| e.to_string())?;
-            fx.get("embedding")
-                .map_err(|e| format!("{}: {e}", slice.display()))?
-                .to_device(device)
-        }
+    let embedding = match (fx.get("embedding"), slice_fx) {
+        (Ok(e), _) => e,
+        (Err(_), Some(slice)) => slice
+            .get("embedding")
+            .map_err(|e| format!("litemedsam_slice.safetensors: {e}"))?,
+        (Err(e), None) => return Err(format!("{}: {e}", path.display())),
     };
-    let logits = read(head.forward(embedding, pe));
+    let logits = read(head.forward(embedding.to_device(device), model.sam.dense_pe.clone()));
     report.compare(
         "autosam_head.logits",
         &logits,
         &get("logits")?.data,
-        Some(tolerance(precision)),
+        Some(tolerance(model.precision)),
     );
     Ok(())
 }
@@ -385,17 +392,27 @@ pub fn run(dir: &Path, weights: &Path, device: &Device, save: Option<&Path>) -> 
         failed: 0,
     };
     let slice = dir.join("litemedsam_slice.safetensors");
-    if slice.exists() {
+    let head = dir.join("autosam_head.safetensors");
+    let slice_fx = if slice.exists() {
         let bytes = std::fs::read(&slice).map_err(|e| format!("{}: {e}", slice.display()))?;
-        let fx = read_safetensors(&bytes).map_err(|e| e.to_string())?;
-        slice_checks(&mut report, &fx, weights, device, save)?;
+        Some(read_safetensors(&bytes).map_err(|e| e.to_string())?)
     } else {
-        report.note("litemedsam_slice", "file absent");
+        None
+    };
+    let model = if slice_fx.is_some() || head.exists() {
+        Some(LiteMedSam::load(weights, device)?)
+    } else {
+        None
+    };
+    match (&slice_fx, &model) {
+        (Some(fx), Some(model)) => slice_checks(&mut report, fx, model, device, save)?,
+        _ => report.note("litemedsam_slice", "file absent"),
     }
-    if dir.join("autosam_head.safetensors").exists() {
-        autosam_head_check(&mut report, dir, weights, device)?;
-    } else {
-        report.note("autosam_head", "file absent");
+    match &model {
+        Some(model) if head.exists() => {
+            autosam_head_check(&mut report, &head, slice_fx.as_ref(), model, device)?
+        }
+        _ => report.note("autosam_head", "file absent"),
     }
     if dir.join("sam_vit_small_random.safetensors").exists() {
         vit_checks(&mut report, dir, device)?;

@@ -39,9 +39,8 @@ impl SamConfig {
 
     /// Which model a state dict holds, from its keys and shapes.
     pub fn detect(w: &Weights) -> Result<Self> {
-        if w.contains("image_encoder.layers.0.blocks.0.conv1.weight")
-            || w.contains("image_encoder.layers.0.blocks.0.conv1.c.weight")
-        {
+        // Called after BatchNorm folding, so Conv2d_BN weights carry no `.c.` any more.
+        if w.contains("image_encoder.layers.0.blocks.0.conv1.weight") {
             return Ok(Self::lite_medsam());
         }
         if w.contains("image_encoder.patch_embed.proj.weight") {
