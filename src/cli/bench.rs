@@ -10,7 +10,7 @@ use autosam::model::{Sam, SamConfig};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::load_weights;
+use super::{load_weights, time_ms};
 
 /// What the issue gives for this encoder on this 2-core machine (not rerun here: no Python ML
 /// stack in the project), per slice at 256x256.
@@ -36,19 +36,6 @@ fn peak_rss_mib() -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn median_ms(repeats: usize, mut run: impl FnMut()) -> f64 {
-    run();
-    let mut times: Vec<f64> = (0..repeats.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            run();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
 }
 
 /// The name wgpu gives the adapter a default high-performance request gets, which is the one
@@ -89,13 +76,11 @@ pub fn child(name: &str, weights: &Path, repeats: usize) -> Result<(), String> {
     drop(weights);
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let input = bench_input(&sam.config);
-    let encode_ms = median_ms(repeats, || {
-        std::hint::black_box(sam.encode(&input).into_data());
-    });
+    let encode_ms = time_ms(repeats, || sam.encode(&input).into_data().num_elements());
     let embedding = sam.encode(&input);
-    let decode_ms = median_ms(repeats, || {
+    let decode_ms = time_ms(repeats, || {
         let pred = sam.decode_boxes(embedding.clone(), &[[60.0, 60.0, 180.0, 170.0]]);
-        std::hint::black_box(pred.masks.into_data());
+        pred.masks.into_data().num_elements()
     });
     let m = Measurement {
         backend: name.into(),

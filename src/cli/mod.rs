@@ -180,14 +180,11 @@ pub fn main() -> ExitCode {
             write_phantom(&out, [dims[0], dims[1], dims[2]], seed)
         }
         Command::Bench {
-            out,
             repeats,
             weights,
             child: Some(name),
-        } => {
-            let _ = out;
-            bench::child(&name, &weights, repeats)
-        }
+            ..
+        } => bench::child(&name, &weights, repeats),
         Command::Bench {
             out,
             repeats,
@@ -354,7 +351,7 @@ fn write_phantom(out: &Path, dims: [usize; 3], seed: u64) -> Result<(), String> 
 
 /// Median wall time of `repeats` runs after one warm-up, reading the result back each time so
 /// asynchronous backends are timed to completion.
-fn time_ms(repeats: usize, mut run: impl FnMut() -> usize) -> f64 {
+pub fn time_ms(repeats: usize, mut run: impl FnMut() -> usize) -> f64 {
     run();
     let mut times: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
