@@ -57,6 +57,63 @@ pub fn box_segment_volume(sam: &Sam, image: &autosam::Volume, truth: &[u8]) -> V
     pred
 }
 
+/// Per-volume Dice rows and the mean over volumes, as a markdown table; `extra` columns (such as
+/// the slice count) come between the volume name and the classes.
+pub struct DiceTable {
+    names: Vec<String>,
+    extra: Vec<String>,
+    per_class: Vec<Vec<Option<f64>>>,
+}
+
+impl DiceTable {
+    pub fn new(names: &[&str], extra: &[&str]) -> Self {
+        Self {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            per_class: vec![Vec::new(); names.len()],
+        }
+    }
+
+    pub fn header(&self) -> String {
+        let lead: String = self.extra.iter().map(|e| format!(" {e} |")).collect();
+        format!(
+            "| volume |{lead} {} | mean |\n|---|{}{}---:|\n",
+            self.names.join(" | "),
+            "---:|".repeat(self.extra.len()),
+            "---:|".repeat(self.names.len())
+        )
+    }
+
+    fn line(name: &str, extra: &[String], scores: &[Option<f64>]) -> String {
+        let lead: String = extra.iter().map(|e| format!(" {e} |")).collect();
+        let cells: Vec<String> = scores.iter().map(|s| fmt(*s)).collect();
+        format!(
+            "| {name} |{lead} {} | {} |",
+            cells.join(" | "),
+            fmt(mean(scores.iter().copied()))
+        )
+    }
+
+    /// One volume's row (per-class Dice, then their mean), remembered for the mean row.
+    pub fn row(&mut self, name: &str, extra: &[String], scores: &[Option<f64>]) -> String {
+        for (all, s) in self.per_class.iter_mut().zip(scores) {
+            all.push(*s);
+        }
+        Self::line(name, extra, scores)
+    }
+
+    /// The mean over volumes, per class and overall.
+    pub fn mean_row(&self, extra: &[String]) -> String {
+        let volumes = self.per_class.first().map_or(0, Vec::len);
+        let means: Vec<Option<f64>> = self
+            .per_class
+            .iter()
+            .map(|v| mean(v.iter().copied()))
+            .collect();
+        Self::line(&format!("**mean of {volumes} volumes**"), extra, &means)
+    }
+}
+
 pub fn run(sam: &Sam, dir: &Path, limit: Option<usize>, out: Option<&Path>) -> Result<(), String> {
     let mut pairs = labelled_pairs(dir)?;
     if let Some(n) = limit {
@@ -64,12 +121,8 @@ pub fn run(sam: &Sam, dir: &Path, limit: Option<usize>, out: Option<&Path>) -> R
     }
     let started = Instant::now();
     let names: Vec<&str> = CLASSES.iter().map(|c| c.1).collect();
-    let mut table = format!(
-        "| volume | slices | {} | mean |\n|---|---:|{}---:|\n",
-        names.join(" | "),
-        "---:|".repeat(names.len())
-    );
-    let mut per_class: Vec<Vec<Option<f64>>> = vec![Vec::new(); CLASSES.len()];
+    let mut dice_table = DiceTable::new(&names, &["slices"]);
+    let mut table = dice_table.header();
     let mut slices = 0;
     for (name, image, gt) in &pairs {
         let image = read_volume(image)?;
@@ -82,27 +135,13 @@ pub fn run(sam: &Sam, dir: &Path, limit: Option<usize>, out: Option<&Path>) -> R
         let scores: Vec<Option<f64>> = CLASSES.iter().map(|c| dice(&pred, &truth, c.0)).collect();
         let count = image.slice_count(image.slice_axis());
         slices += count;
-        let cells: Vec<String> = scores.iter().map(|s| fmt(*s)).collect();
-        let row = format!(
-            "| {name} | {count} | {} | {} |",
-            cells.join(" | "),
-            fmt(mean(scores.iter().copied()))
-        );
+        let row = dice_table.row(name, &[count.to_string()], &scores);
         eprintln!("{row} {:.1} s", t.elapsed().as_secs_f64());
         table.push_str(&row);
         table.push('\n');
-        for (all, s) in per_class.iter_mut().zip(&scores) {
-            all.push(*s);
-        }
     }
-    let means: Vec<Option<f64>> = per_class.iter().map(|v| mean(v.iter().copied())).collect();
-    let cells: Vec<String> = means.iter().map(|s| fmt(*s)).collect();
-    table.push_str(&format!(
-        "| **mean of {} volumes** | {slices} | {} | {} |\n",
-        pairs.len(),
-        cells.join(" | "),
-        fmt(mean(means.iter().copied()))
-    ));
+    table.push_str(&dice_table.mean_row(&[slices.to_string()]));
+    table.push('\n');
     let elapsed = started.elapsed().as_secs_f64();
     let summary = format!(
         "\n{} volumes, {slices} slices in {elapsed:.0} s ({:.2} s per slice, encoder and decoder).\n",

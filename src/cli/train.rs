@@ -14,7 +14,7 @@ use autosam::pipeline::{PreparedVolume, label_slice, put_label_slice};
 use autosam::train::{Progress, Sample, TrainConfig, Trainer, shuffle};
 use burn::tensor::{Tensor, TensorData};
 
-use super::eval_box::{labelled_pairs, read_volume};
+use super::eval_box::{DiceTable, labelled_pairs, read_volume};
 
 /// Pairs whose name starts with one of the comma-separated prefixes (all when `None`).
 pub fn select(
@@ -231,9 +231,8 @@ pub fn eval(
         .skip(1)
         .map(|c| c.name.as_str())
         .collect();
-    println!("| volume | {} | mean |", names.join(" | "));
-    println!("|---|{}---:|", "---:|".repeat(names.len()));
-    let mut per_class: Vec<Vec<Option<f64>>> = vec![Vec::new(); names.len()];
+    let mut table = DiceTable::new(&names, &[]);
+    print!("{}", table.header());
     for (name, image, gt) in &pairs {
         let volume = read_volume(image)?;
         let truth = read_volume(gt)?.labels();
@@ -254,29 +253,8 @@ pub fn eval(
         let scores: Vec<Option<f64>> = (1..=names.len() as u8)
             .map(|k| dice(&pred, &truth, k))
             .collect();
-        let cells: Vec<String> = scores
-            .iter()
-            .map(|s| s.map_or("-".into(), |v| format!("{v:.4}")))
-            .collect();
-        println!(
-            "| {name} | {} | {} |",
-            cells.join(" | "),
-            mean(scores.iter().copied()).map_or("-".into(), |v| format!("{v:.4}"))
-        );
-        for (all, s) in per_class.iter_mut().zip(scores) {
-            all.push(s);
-        }
+        println!("{}", table.row(name, &[], &scores));
     }
-    let means: Vec<Option<f64>> = per_class.iter().map(|v| mean(v.iter().copied())).collect();
-    let cells: Vec<String> = means
-        .iter()
-        .map(|s| s.map_or("-".into(), |v| format!("{v:.4}")))
-        .collect();
-    println!(
-        "| **mean of {} volumes** | {} | {} |",
-        pairs.len(),
-        cells.join(" | "),
-        mean(means.iter().copied()).map_or("-".into(), |v| format!("{v:.4}"))
-    );
+    println!("{}", table.mean_row(&[]));
     Ok(())
 }
