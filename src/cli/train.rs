@@ -60,11 +60,13 @@ pub fn embeddings(
     if let Some(v) = cached {
         return Ok(v);
     }
-    let v = cache::encode_volume(sam, prepared);
+    let out = cache::encode_volume(sam, prepared)
+        .to_bytes()
+        .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(cache_dir).map_err(|e| format!("{}: {e}", cache_dir.display()))?;
-    let out = v.to_bytes().map_err(|e| e.to_string())?;
-    std::fs::write(&entry, out).map_err(|e| format!("{}: {e}", entry.display()))?;
-    Ok(v)
+    std::fs::write(&entry, &out).map_err(|e| format!("{}: {e}", entry.display()))?;
+    // Hand back what was stored (f16), so a first run and a cached rerun see the same values.
+    VolumeEmbeddings::from_bytes(&out).map_err(|e| e.to_string())
 }
 
 /// Slices of the chosen volumes as training samples: cached embedding + letterboxed labels.
