@@ -69,7 +69,7 @@ pub struct Letterbox {
 
 impl Letterbox {
     pub fn new(height: usize, width: usize, size: usize) -> Self {
-        let scale = size as f64 / height.max(width).max(1) as f64;
+        let scale = Self::scale_for(height, width, size);
         // LiteMedSAM's rounding: int(x * scale + 0.5).
         let fit = |x: usize| ((x as f64 * scale + 0.5) as usize).clamp(1, size);
         Self {
@@ -79,6 +79,15 @@ impl Letterbox {
             inner_height: fit(height),
             inner_width: fit(width),
         }
+    }
+
+    fn scale_for(height: usize, width: usize, size: usize) -> f64 {
+        size as f64 / height.max(width).max(1) as f64
+    }
+
+    /// Encoder-input pixels per slice pixel (the longest side maps to `size`).
+    pub fn scale(&self) -> f64 {
+        Self::scale_for(self.height, self.width, self.size)
     }
 
     /// A [0, 1] slice -> `[3, size, size]` encoder input, channel-major.

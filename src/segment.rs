@@ -50,7 +50,7 @@ pub fn box_logits(
     letterbox: &Letterbox,
     boxes: &[ClassBox],
 ) -> Tensor<4> {
-    let scale = letterbox.size as f32 / letterbox.height.max(letterbox.width) as f32;
+    let scale = letterbox.scale() as f32;
     let input: Vec<[f32; 4]> = boxes.iter().map(|b| b.xyxy.map(|v| v * scale)).collect();
     sam.decode_boxes(embedding, &input).masks
 }

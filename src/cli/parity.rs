@@ -211,13 +211,8 @@ fn slice_checks(
         report.compare("box.logits (our embedding)", &logits, &reference.data, tol);
     }
     if let Ok(reference) = fx.get("box.mask_hw") {
-        // The box was given in input pixels; at scale 1 (fixture slices have longest side 256)
-        // slice and input pixels agree, otherwise map it back.
-        let scale = size as f32 / h.max(w) as f32;
-        let boxes = [ClassBox {
-            class: 1,
-            xyxy: b.map(|v| v / scale),
-        }];
+        // Only the box's class matters once the logits exist: they are painted as class 1.
+        let boxes = [ClassBox { class: 1, xyxy: b }];
         let mask = labels_from_logits(&logits, &letterbox, &boxes);
         let want: Vec<u8> = reference.data.iter().map(|&v| v as u8).collect();
         let dice = autosam::metrics::dice(&mask, &want, 1).unwrap_or(1.0);
