@@ -155,16 +155,6 @@ const SLICE: &[u8] = include_bytes!("fixtures/parity/litemedsam_slice.safetensor
 /// tolerance applies, not the int8 one.
 const BROWSER_TOLERANCE: f32 = 1e-3;
 
-fn max_relative(ours: &[f32], reference: &[f32]) -> f32 {
-    assert_eq!(ours.len(), reference.len());
-    let err = ours
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    err / reference.iter().fold(0.0f32, |m, v| m.max(v.abs()))
-}
-
 #[wasm_bindgen_test]
 async fn int8_encoder_and_box_decoder_match_native() {
     use autosam::model::checkpoint::read_safetensors;
@@ -210,8 +200,8 @@ async fn int8_encoder_and_box_decoder_match_native() {
             .await
             .unwrap();
         let decode_ms = perf.now() - t;
-        let e_emb = max_relative(&emb, &native.get("embedding").unwrap().data);
-        let e_logits = max_relative(&logits, &native.get("box.logits").unwrap().data);
+        let e_emb = relative_error(&emb, &native.get("embedding").unwrap().data);
+        let e_logits = relative_error(&logits, &native.get("box.logits").unwrap().data);
         say(&format!(
             "int8 LiteMedSAM on {name}: load {load_ms:.0} ms, encoder {encode_ms:.0} ms, box decoder \
              {decode_ms:.0} ms; vs native: embedding {e_emb:.2e}, box logits {e_logits:.2e}"
