@@ -5,8 +5,11 @@
 //! input ([`preprocess`]) -> model (on a [`backend`] device) -> label volume -> NIfTI export
 //! ([`nii::write`]). The [`web`] layer is a thin wasm-bindgen surface over the same code.
 
+pub mod augment;
 #[cfg(feature = "model")]
 pub mod backend;
+#[cfg(feature = "model")]
+pub mod baselines;
 #[cfg(feature = "model")]
 pub mod cache;
 pub mod error;

@@ -5,6 +5,7 @@ use crate::preprocess::{Letterbox, normalize_volume};
 use crate::volume::{Volume, plane_indices};
 
 /// A volume cut into encoder inputs along its slice axis.
+#[derive(Debug, Clone)]
 pub struct PreparedVolume {
     pub dims: [usize; 3],
     pub axis: usize,

@@ -6,14 +6,16 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::heads::Head;
+use crate::heads::Segmenter;
 use crate::model::HostTensor;
 
-/// One training example: an encoder embedding and its labels on the encoder's input grid.
+/// One training example: a model input (an encoder embedding, or the image for the UNet) and
+/// its labels on the encoder's input grid.
 #[derive(Debug, Clone)]
 pub struct Sample {
-    /// [C, H, W] of the embedding (256 x 64 x 64 for LiteMedSAM).
-    pub embedding: Vec<f32>,
+    /// [C, H, W] values: 256 x 64 x 64 for a LiteMedSAM embedding, 1 x 256 x 256 for an image.
+    pub input: Vec<f32>,
+    pub shape: [usize; 3],
     /// [S, S] class codes, letterboxed like the encoder input.
     pub labels: Vec<u8>,
 }
@@ -25,6 +27,8 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub lr: f64,
     pub seed: u64,
+    /// Exactly this many mini-batches instead of `epochs` passes (a fixed budget per run).
+    pub steps: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -34,6 +38,7 @@ impl Default for TrainConfig {
             batch_size: 4,
             lr: 5e-4,
             seed: 0,
+            steps: None,
         }
     }
 }
@@ -47,10 +52,31 @@ pub struct Progress {
     pub val_dice: Option<f64>,
 }
 
-/// Cross-entropy over all classes plus (1 - soft Dice) averaged over the foreground classes.
-pub fn loss(logits: Tensor<4>, labels: Tensor<3, Int>) -> Tensor<1> {
+/// Label maps (`batch` maps of `size` x `size`, row-major) as one-hot [B, classes, S, S], built on
+/// the host: burn's `one_hot` validates its indices with a blocking read, which WebGPU in the page
+/// cannot do. A label outside the classes marks no class.
+pub fn one_hot(
+    labels: &[u8],
+    batch: usize,
+    classes: usize,
+    size: usize,
+    device: &Device,
+) -> Tensor<4> {
+    let plane = size * size;
+    let mut v = vec![0f32; batch * classes * plane];
+    for (i, &l) in labels.iter().enumerate().take(batch * plane) {
+        let (b, p) = (i / plane, i % plane);
+        if (l as usize) < classes {
+            v[(b * classes + l as usize) * plane + p] = 1.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(v, [batch, classes, size, size]), device)
+}
+
+/// Cross-entropy over all classes plus (1 - soft Dice) averaged over the foreground classes;
+/// `one_hot` is the truth as from [`one_hot`].
+pub fn loss(logits: Tensor<4>, one_hot: Tensor<4>) -> Tensor<1> {
     let [b, k, h, w] = logits.dims();
-    let one_hot = labels.one_hot::<4>(k).permute([0, 3, 1, 2]).float();
     let ce = (log_softmax(logits.clone(), 1) * one_hot.clone())
         .sum()
         .div_scalar(-((b * h * w) as f64));
@@ -80,19 +106,20 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
-pub struct Trainer {
-    head: Option<Head>,
+/// Trains any [`Segmenter`]: a head on embeddings or the UNet baseline on images.
+pub struct Trainer<M: Segmenter> {
+    model: Option<M>,
     optim: ModuleOptimizer,
     lr: f64,
     dense_pe: Tensor<4>,
     device: Device,
 }
 
-impl Trainer {
-    /// `device` must be an autodiff device and `head` live on it.
-    pub fn new(head: Head, dense_pe: &HostTensor, lr: f64, device: &Device) -> Self {
+impl<M: Segmenter> Trainer<M> {
+    /// `device` must be an autodiff device and `model` live on it.
+    pub fn new(model: M, dense_pe: &HostTensor, lr: f64, device: &Device) -> Self {
         Self {
-            head: Some(head),
+            model: Some(model),
             optim: AdamConfig::new().init(),
             lr,
             dense_pe: dense_pe.to_device(device),
@@ -100,44 +127,158 @@ impl Trainer {
         }
     }
 
-    pub fn head(&self) -> &Head {
-        self.head.as_ref().expect("head present between steps")
+    pub fn model(&self) -> &M {
+        self.model.as_ref().expect("model present between steps")
     }
 
-    pub fn into_head(mut self) -> Head {
-        self.head.take().expect("head present between steps")
+    pub fn into_model(mut self) -> M {
+        self.model.take().expect("model present between steps")
     }
 
-    fn batch(&self, batch: &[&Sample]) -> (Tensor<4>, Tensor<3, Int>) {
-        let n = batch[0].embedding.len();
-        let (c, g) = (self.dense_pe.dims()[1], self.dense_pe.dims()[2]);
-        let s = (batch[0].labels.len() as f64).sqrt() as usize;
-        let mut emb = Vec::with_capacity(batch.len() * n);
-        let mut lab = Vec::with_capacity(batch.len() * s * s);
-        for x in batch {
-            emb.extend_from_slice(&x.embedding);
-            lab.extend(x.labels.iter().map(|&l| i64::from(l)));
-        }
-        let b = batch.len();
-        (
-            Tensor::from_data(TensorData::new(emb, [b, c, g, g]), &self.device),
-            Tensor::from_data(TensorData::new(lab, [b, s, s]), &self.device),
-        )
+    pub fn dense_pe(&self) -> &Tensor<4> {
+        &self.dense_pe
     }
 
     /// One optimiser step on a mini-batch; returns the loss before the step.
     pub fn step(&mut self, batch: &[&Sample]) -> Tensor<1> {
-        let (emb, labels) = self.batch(batch);
-        let head = self.head.take().expect("head present between steps");
-        let logits = head.forward(emb, self.dense_pe.clone());
-        let loss = loss(logits, labels);
-        let grads = GradientsParams::from_grads(loss.backward(), &head);
-        self.head = Some(self.optim.step(self.lr, head, grads));
+        let input = inputs(batch, &self.device);
+        let s = (batch[0].labels.len() as f64).sqrt() as usize;
+        let labels: Vec<u8> = batch
+            .iter()
+            .flat_map(|x| x.labels.iter().copied())
+            .collect();
+        let model = self.model.take().expect("model present between steps");
+        let truth = one_hot(&labels, batch.len(), model.classes(), s, &self.device);
+        let loss = loss(model.logits(input, self.dense_pe.clone()), truth);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        self.model = Some(self.optim.step(self.lr, model, grads));
         loss.detach()
     }
 }
 
-/// Label maps predicted by a head for a batch of embeddings: argmax over classes, [B, S, S].
-pub fn predict(head: &Head, embedding: Tensor<4>, dense_pe: Tensor<4>) -> Tensor<3, Int> {
-    head.forward(embedding, dense_pe).argmax(1).squeeze_dim(1)
+/// The samples' inputs stacked into one [B, C, H, W] tensor.
+pub fn inputs(batch: &[&Sample], device: &Device) -> Tensor<4> {
+    let [c, h, w] = batch[0].shape;
+    let values: Vec<f32> = batch.iter().flat_map(|x| x.input.iter().copied()).collect();
+    Tensor::from_data(TensorData::new(values, [batch.len(), c, h, w]), device)
+}
+
+/// Label maps predicted for a batch of inputs: argmax over classes, [B, S, S].
+pub fn predict<M: Segmenter>(model: &M, input: Tensor<4>, dense_pe: Tensor<4>) -> Tensor<3, Int> {
+    model.logits(input, dense_pe).argmax(1).squeeze_dim(1)
+}
+
+/// Mean foreground Dice of the model's label maps on `samples` (blocking reads: native or the
+/// page's CPU backend).
+pub fn mean_dice<M: Segmenter>(model: &M, samples: &[Sample], dense_pe: &Tensor<4>) -> Option<f64> {
+    let device = dense_pe.device();
+    let classes = model.classes();
+    let mut scores = Vec::new();
+    for chunk in samples.chunks(4) {
+        let batch: Vec<&Sample> = chunk.iter().collect();
+        let pred = predict(model, inputs(&batch, &device), dense_pe.clone())
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .ok()?;
+        let s = chunk[0].labels.len();
+        for (x, p) in chunk.iter().zip(pred.chunks_exact(s)) {
+            let p: Vec<u8> = p.iter().map(|&v| v as u8).collect();
+            for k in 1..classes as u8 {
+                scores.push(crate::metrics::dice(&p, &x.labels, k));
+            }
+        }
+    }
+    crate::metrics::mean(scores)
+}
+
+/// Trains `model` (on an autodiff device) for `cfg.epochs` passes over `train`, or for exactly
+/// `cfg.steps` mini-batches when set, reporting after each epoch (and after the last step).
+pub fn fit<M: Segmenter>(
+    model: M,
+    train: &[Sample],
+    val: &[Sample],
+    cfg: &TrainConfig,
+    dense_pe: &HostTensor,
+    device: &Device,
+    mut progress: impl FnMut(&Progress),
+) -> (M, Vec<Progress>) {
+    let mut trainer = Trainer::new(model, dense_pe, cfg.lr, device);
+    let plain_pe = dense_pe.to_device::<4>(&device.clone().inner());
+    let batch = cfg.batch_size.max(1);
+    let per_epoch = train.len().div_ceil(batch).max(1);
+    let total = cfg.steps.unwrap_or(cfg.epochs * per_epoch);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let (mut history, mut losses) = (Vec::new(), Vec::new());
+    for step in 0..total {
+        let at = step % per_epoch;
+        if at == 0 {
+            shuffle(
+                &mut order,
+                cfg.seed.wrapping_add((step / per_epoch) as u64 + 1),
+            );
+        }
+        let chunk: Vec<&Sample> = order[at * batch..((at + 1) * batch).min(order.len())]
+            .iter()
+            .map(|&i| &train[i])
+            .collect();
+        losses.push(f64::from(trainer.step(&chunk).into_scalar::<f32>()));
+        if at + 1 == per_epoch || step + 1 == total {
+            let p = Progress {
+                epoch: step / per_epoch + 1,
+                loss: losses.iter().sum::<f64>() / losses.len() as f64,
+                // Off autodiff: forwards on an autodiff model keep their activations for a
+                // backward pass that never comes (2 GB per AutoSAM batch of 4).
+                val_dice: (!val.is_empty())
+                    .then(|| mean_dice(&trainer.model().valid(), val, &plain_pe))
+                    .flatten(),
+            };
+            progress(&p);
+            history.push(p);
+            losses.clear();
+        }
+    }
+    (trainer.into_model(), history)
+}
+
+/// The reference run's sample: an embedding [256, 64, 64], labelled LV (class 3) where the box
+/// logits [256, 256] are positive.
+pub fn reference_sample(embedding: &[f32], box_logits: &[f32]) -> Sample {
+    Sample {
+        input: embedding.to_vec(),
+        shape: [256, 64, 64],
+        labels: box_logits
+            .iter()
+            .map(|&l| if l > 0.0 { 3 } else { 0 })
+            .collect(),
+    }
+}
+
+/// A fixed training run that native and browser builds (and backends) can compare: an AutoSAM
+/// head from `sam_weights` with deterministic class tokens, `steps` Adam steps on one sample
+/// (lr 1e-4: Adam's first steps move every weight by about lr, and at the paper's 5e-4 a single
+/// sample overshoots by the third step).
+/// The loss before each step, as tensors (read them back asynchronously on WebGPU). `device` is
+/// a plain device; autodiff is added here.
+pub fn reference_run(
+    sam_weights: &crate::model::Weights,
+    sample: &Sample,
+    dense_pe: &HostTensor,
+    classes: usize,
+    steps: usize,
+    device: &Device,
+) -> crate::Result<Vec<Tensor<1>>> {
+    use crate::heads::{AutoSamHead, Head};
+    let device = device.clone().autodiff();
+    let c = dense_pe.shape[1];
+    let tokens = |n: usize, seed: u32| {
+        Tensor::<2>::from_data(
+            TensorData::new(crate::backend::pattern(n * c, seed), [n, c]),
+            &device,
+        )
+    };
+    let head = AutoSamHead::from_decoder(sam_weights, classes, &device)?
+        .with_tokens(tokens(classes, 11), tokens(2 * classes, 12));
+    let mut trainer = Trainer::new(Head::AutoSam(head), dense_pe, 1e-4, &device);
+    Ok((0..steps).map(|_| trainer.step(&[sample])).collect())
 }

@@ -3,8 +3,8 @@
 
 use autosam::heads::{CnnHead, Head};
 use autosam::model::HostTensor;
-use autosam::train::{Sample, Trainer, loss, shuffle};
-use burn::tensor::{Int, Tensor, TensorData};
+use autosam::train::{Sample, Trainer, loss, one_hot, shuffle};
+use burn::tensor::{Tensor, TensorData};
 
 #[test]
 fn loss_is_cross_entropy_plus_soft_dice() {
@@ -13,11 +13,23 @@ fn loss_is_cross_entropy_plus_soft_dice() {
     let l = 3f32.ln();
     let logits =
         Tensor::<4>::from_data(TensorData::new(vec![l, 0.0, 0.0, l], [1, 2, 1, 2]), &device);
-    let labels = Tensor::<3, Int>::from_data(TensorData::new(vec![0i64, 1], [1, 1, 2]), &device);
-    let got: f32 = loss(logits, labels).into_scalar();
+    // The truth as one-hot [B, K, H, W] (one_hot() builds square maps only).
+    let truth = Tensor::<4>::from_data(
+        TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [1, 2, 1, 2]),
+        &device,
+    );
+    let got: f32 = loss(logits, truth).into_scalar();
     // p(truth) = 0.75 at both pixels: CE = -ln 0.75; foreground soft Dice = (2*0.75+1)/(1+1+1).
     let want = -(0.75f32.ln()) + (1.0 - (2.0 * 0.75 + 1.0) / 3.0);
     assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+}
+
+#[test]
+fn one_hot_marks_each_label_and_ignores_unknown_ones() {
+    let device = autosam::backend::cpu();
+    let t = one_hot(&[0, 1, 2, 7], 1, 3, 2, &device);
+    let v = t.into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(v, [1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0.]);
 }
 
 #[test]
@@ -39,7 +51,11 @@ fn a_few_steps_lower_the_loss() {
                 u8::from(v > 0.0) + u8::from(w > 0.0)
             })
             .collect();
-        samples.push(Sample { embedding, labels });
+        samples.push(Sample {
+            input: embedding,
+            shape: [c, g, g],
+            labels,
+        });
     }
     let pe = HostTensor::new(vec![1, c, g, g], vec![0.0; c * g * g]);
     let mut trainer = Trainer::new(head, &pe, 1e-3, &device);

@@ -71,6 +71,24 @@ impl Head {
     }
 }
 
+/// What the trainer trains and the evaluation runs: a module from a batch of inputs to class
+/// logits [B, classes, S, S] on the encoder's input grid.
+pub trait Segmenter: Module {
+    fn classes(&self) -> usize;
+    /// `dense_pe` is the prompt encoder's positional grid; only the AutoSAM head reads it.
+    fn logits(&self, input: Tensor<4>, dense_pe: Tensor<4>) -> Tensor<4>;
+}
+
+impl Segmenter for Head {
+    fn classes(&self) -> usize {
+        Head::classes(self)
+    }
+
+    fn logits(&self, input: Tensor<4>, dense_pe: Tensor<4>) -> Tensor<4> {
+        self.forward(input, dense_pe)
+    }
+}
+
 /// Class logits on the encoder grid, [K, S, S], to a label map at the slice's own size: each
 /// class's scores back through the letterbox (crop the padding, bilinear), then the argmax.
 pub fn labels_from_class_logits(
