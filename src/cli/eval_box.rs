@@ -9,6 +9,7 @@ use autosam::model::Sam;
 use autosam::nii::{self, ReadOptions};
 use autosam::pipeline::{PreparedVolume, label_slice, put_label_slice};
 use autosam::segment::{boxes_from_labels, segment_boxes};
+use burn::tensor::Tensor;
 
 pub const CLASSES: [(u8, &str); 3] = [(1, "RV"), (2, "MYO"), (3, "LV")];
 
@@ -39,19 +40,24 @@ pub fn read_volume(path: &Path) -> Result<autosam::Volume, String> {
     nii::read_nifti(&bytes, &ReadOptions::default()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// SAM(box) on one labelled volume: the predicted label volume.
-pub fn box_segment_volume(sam: &Sam, image: &autosam::Volume, truth: &[u8]) -> Vec<u8> {
-    let prepared = PreparedVolume::new(image, sam.input_size());
+/// SAM(box) on one labelled volume: the predicted label volume. `embedding` gives slice z's
+/// embedding (encoded now, or from the cache).
+pub fn box_segment_volume(
+    sam: &Sam,
+    prepared: &PreparedVolume,
+    truth: &[u8],
+    mut embedding: impl FnMut(usize) -> Tensor<4>,
+) -> Vec<u8> {
     let lb = prepared.letterbox;
     let mut pred = vec![0u8; truth.len()];
     let classes: Vec<u8> = CLASSES.iter().map(|c| c.0).collect();
-    for (z, input) in prepared.inputs.iter().enumerate() {
+    for z in 0..prepared.slice_count() {
         let gt = label_slice(truth, prepared.dims, prepared.axis, z);
         let boxes = boxes_from_labels(&gt, lb.height, lb.width, &classes, 1);
         if boxes.is_empty() {
             continue;
         }
-        let labels = segment_boxes(sam, sam.encode(input), &lb, &boxes);
+        let labels = segment_boxes(sam, embedding(z), &lb, &boxes);
         put_label_slice(&mut pred, prepared.dims, prepared.axis, z, &labels);
     }
     pred
@@ -131,7 +137,8 @@ pub fn run(sam: &Sam, dir: &Path, limit: Option<usize>, out: Option<&Path>) -> R
             return Err(format!("{name}: labels and image differ in size"));
         }
         let t = Instant::now();
-        let pred = box_segment_volume(sam, &image, &truth);
+        let prepared = PreparedVolume::new(&image, sam.input_size());
+        let pred = box_segment_volume(sam, &prepared, &truth, |z| sam.encode(&prepared.inputs[z]));
         let scores: Vec<Option<f64>> = CLASSES.iter().map(|c| dice(&pred, &truth, c.0)).collect();
         let count = image.slice_count(image.slice_axis());
         slices += count;

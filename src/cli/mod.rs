@@ -7,6 +7,7 @@ use std::time::Instant;
 
 mod bench;
 mod eval_box;
+mod experiment;
 mod parity;
 mod quant_report;
 mod train;
@@ -111,12 +112,42 @@ enum Command {
         lr: f64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Train for exactly this many mini-batches instead of `--epochs` passes.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Storage of the head file: f32, f16 or int8.
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        /// Continue training this head file (its kind and classes win over --head).
+        #[arg(long)]
+        init: Option<PathBuf>,
         /// Share of the slices held out for validation Dice.
         #[arg(long, default_value_t = 0.2)]
         val_fraction: f64,
         #[arg(long, default_value = "weights/lite_medsam.pth")]
         weights: PathBuf,
         /// Where slice embeddings are cached (by file hash and encoder).
+        #[arg(long, default_value = "weights/embeddings")]
+        cache: PathBuf,
+    },
+    /// The label-efficiency study: every method at K = 1, 2, 4, 8 labelled patients, scored on
+    /// held-out patients; writes NAME.csv, NAME.md and NAME.svg into --out.
+    Experiment {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "docs")]
+        out: PathBuf,
+        /// File name stem of the outputs.
+        #[arg(long, default_value = "experiment")]
+        name: String,
+        /// The CI size: one patient to train on, one to test, two steps per method.
+        #[arg(long)]
+        quick: bool,
+        /// Mini-batches per training run (every method, every K); the plan's when absent.
+        #[arg(long)]
+        steps: Option<usize>,
+        #[arg(long, default_value = "weights/lite_medsam.pth")]
+        weights: PathBuf,
         #[arg(long, default_value = "weights/embeddings")]
         cache: PathBuf,
     },
@@ -219,16 +250,21 @@ pub fn main() -> ExitCode {
             batch_size,
             lr,
             seed,
+            steps,
+            precision,
+            init,
             val_fraction,
             weights,
             cache,
         } => load_weights(&weights).and_then(|(config, w)| {
+            let precision = Precision::parse(&precision).map_err(|e| e.to_string())?;
             let sam = Sam::load(&w, config, &backend::cpu()).map_err(|e| e.to_string())?;
             let config = autosam::train::TrainConfig {
                 epochs,
                 batch_size,
                 lr,
                 seed,
+                steps,
             };
             train::train(
                 &sam,
@@ -241,6 +277,8 @@ pub fn main() -> ExitCode {
                     config,
                     val_fraction,
                     cache,
+                    precision,
+                    init,
                 },
             )
         }),
@@ -251,12 +289,40 @@ pub fn main() -> ExitCode {
             weights,
             cache,
         } => load_weights(&weights).and_then(|(config, w)| {
-            let head = head.ok_or(
-                "no default head ships yet (issue 4 is in progress): pass --head HEAD.safetensors",
-            )?;
             let sam = Sam::load(&w, config, &backend::cpu()).map_err(|e| e.to_string())?;
-            let (head, info) = train::load_head(&head, &w)?;
+            let (head, info) = match head {
+                Some(path) => train::load_head(&path, &w)?,
+                None => train::default_head(&w)?,
+            };
             train::eval(&sam, &head, &info, &data, volumes.as_deref(), &cache)
+        }),
+        Command::Experiment {
+            data,
+            out,
+            name,
+            quick,
+            steps,
+            weights,
+            cache,
+        } => load_weights(&weights).and_then(|(config, w)| {
+            let sam = Sam::load(&w, config, &backend::cpu()).map_err(|e| e.to_string())?;
+            let mut plan = if quick {
+                experiment::Plan::quick()
+            } else {
+                experiment::Plan::full()
+            };
+            plan.steps = steps.unwrap_or(plan.steps);
+            experiment::run(
+                &sam,
+                &w,
+                experiment::ExperimentArgs {
+                    data,
+                    out,
+                    plan,
+                    name,
+                    cache,
+                },
+            )
         }),
         Command::QuantReport {
             data,

@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use autosam::cache::{self, VolumeEmbeddings};
 use autosam::heads::store::{self, HeadInfo, cardiac_classes};
-use autosam::heads::{Head, labels_from_class_logits};
-use autosam::metrics::{dice, mean};
+use autosam::heads::{Head, Segmenter, labels_from_class_logits};
+use autosam::metrics::dice;
 use autosam::model::format::Precision;
 use autosam::model::{Sam, Weights};
 use autosam::pipeline::{PreparedVolume, label_slice, put_label_slice};
-use autosam::train::{Progress, Sample, TrainConfig, Trainer, shuffle};
-use burn::tensor::{Tensor, TensorData};
+use autosam::train::{Progress, Sample, TrainConfig, fit, inputs, shuffle};
+use burn::module::Module;
+use burn::tensor::Tensor;
 
 use super::eval_box::{DiceTable, labelled_pairs, read_volume};
 
@@ -69,36 +70,131 @@ pub fn embeddings(
     VolumeEmbeddings::from_bytes(&out).map_err(|e| e.to_string())
 }
 
-/// Slices of the chosen volumes as training samples: cached embedding + letterboxed labels.
-fn samples(
-    sam: &Sam,
-    pairs: &[(String, PathBuf, PathBuf)],
-    cache_dir: &Path,
-) -> Result<Vec<Sample>, String> {
-    let mut out = Vec::new();
-    for (name, image, gt) in pairs {
+/// A labelled volume ready for the heads and baselines: encoder inputs, cached embeddings and
+/// the ground truth in the source grid.
+pub struct Case {
+    pub name: String,
+    pub prepared: PreparedVolume,
+    pub truth: Vec<u8>,
+    pub embeddings: VolumeEmbeddings,
+    /// The embedding cache key of the image file (content hash and encoder).
+    pub key: String,
+}
+
+impl Case {
+    pub fn load(
+        sam: &Sam,
+        pair: &(String, PathBuf, PathBuf),
+        cache_dir: &Path,
+    ) -> Result<Self, String> {
+        let (name, image, gt) = pair;
         let t = Instant::now();
         let volume = read_volume(image)?;
         let truth = read_volume(gt)?.labels();
         let prepared = PreparedVolume::new(&volume, sam.input_size());
-        let emb = embeddings(sam, image, &prepared, cache_dir)?;
-        for (z, e) in emb.slices.into_iter().enumerate() {
-            let labels =
-                prepared
-                    .letterbox
-                    .labels(&label_slice(&truth, prepared.dims, prepared.axis, z));
-            out.push(Sample {
-                embedding: e,
-                labels,
-            });
-        }
+        let embeddings = embeddings(sam, image, &prepared, cache_dir)?;
+        let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
         eprintln!(
             "{name}: {} slices ready in {:.1} s",
             prepared.slice_count(),
             t.elapsed().as_secs_f64()
         );
+        Ok(Self {
+            name: name.clone(),
+            key: cache::key(&bytes, &sam.config.model_id),
+            prepared,
+            truth,
+            embeddings,
+        })
     }
-    Ok(out)
+
+    /// Slice `z`'s labels letterboxed onto the encoder grid.
+    pub fn labels(&self, z: usize) -> Vec<u8> {
+        let p = &self.prepared;
+        p.letterbox
+            .labels(&label_slice(&self.truth, p.dims, p.axis, z))
+    }
+
+    /// Slice `z`'s image on the encoder grid, one channel in [0, 1].
+    pub fn image(&self, z: usize) -> &[f32] {
+        let s = self.prepared.letterbox.size;
+        &self.prepared.inputs[z][..s * s]
+    }
+
+    pub fn embedding_samples(&self) -> Vec<Sample> {
+        self.embeddings
+            .slices
+            .iter()
+            .enumerate()
+            .map(|(z, e)| Sample {
+                input: e.clone(),
+                shape: self.embeddings.shape,
+                labels: self.labels(z),
+            })
+            .collect()
+    }
+
+    pub fn image_samples(&self) -> Vec<Sample> {
+        let s = self.prepared.letterbox.size;
+        (0..self.prepared.slice_count())
+            .map(|z| Sample {
+                input: self.image(z).to_vec(),
+                shape: [1, s, s],
+                labels: self.labels(z),
+            })
+            .collect()
+    }
+
+    /// The model's label volume in the source grid; `images` picks image inputs (the UNet)
+    /// over embeddings.
+    pub fn segment<M: Segmenter>(
+        &self,
+        model: &M,
+        images: bool,
+        dense_pe: &Tensor<4>,
+    ) -> Result<Vec<u8>, String> {
+        let device = dense_pe.device();
+        let samples = if images {
+            self.image_samples()
+        } else {
+            self.embedding_samples()
+        };
+        let p = &self.prepared;
+        let mut pred = vec![0u8; self.truth.len()];
+        let mut z = 0;
+        for chunk in samples.chunks(4) {
+            let batch: Vec<&Sample> = chunk.iter().collect();
+            let logits = model
+                .logits(inputs(&batch, &device), dense_pe.clone())
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))?;
+            for l in logits.chunks_exact(logits.len() / chunk.len()) {
+                let labels = labels_from_class_logits(l, model.classes(), &p.letterbox);
+                put_label_slice(&mut pred, p.dims, p.axis, z, &labels);
+                z += 1;
+            }
+        }
+        Ok(pred)
+    }
+
+    /// Per foreground class, the 3-D Dice of `pred` against the truth.
+    pub fn dice(&self, pred: &[u8], classes: usize) -> Vec<Option<f64>> {
+        (1..classes as u8)
+            .map(|k| dice(pred, &self.truth, k))
+            .collect()
+    }
+}
+
+pub fn load_cases(
+    sam: &Sam,
+    pairs: &[(String, PathBuf, PathBuf)],
+    cache_dir: &Path,
+) -> Result<Vec<Case>, String> {
+    pairs
+        .iter()
+        .map(|p| Case::load(sam, p, cache_dir))
+        .collect()
 }
 
 pub struct TrainArgs {
@@ -109,38 +205,17 @@ pub struct TrainArgs {
     pub config: TrainConfig,
     pub val_fraction: f64,
     pub cache: PathBuf,
-}
-
-fn val_dice(
-    trainer: &Trainer,
-    val: &[Sample],
-    pe: &Tensor<4>,
-    device: &burn::tensor::Device,
-) -> Option<f64> {
-    let classes = trainer.head().classes();
-    let mut scores = Vec::new();
-    for s in val {
-        let [c, g] = [pe.dims()[1], pe.dims()[2]];
-        let x = Tensor::<4>::from_data(TensorData::new(s.embedding.clone(), [1, c, g, g]), device);
-        let pred: Vec<u8> = autosam::train::predict(trainer.head(), x, pe.clone())
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .ok()?
-            .into_iter()
-            .map(|v| v as u8)
-            .collect();
-        for k in 1..classes as u8 {
-            scores.push(dice(&pred, &s.labels, k));
-        }
-    }
-    mean(scores)
+    pub precision: Precision,
+    /// Continue from this head file (its kind and classes) instead of a new head.
+    pub init: Option<PathBuf>,
 }
 
 pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), String> {
     let started = Instant::now();
     let pairs = select(&args.data, args.volumes.as_deref())?;
-    let mut all = samples(sam, &pairs, &args.cache)?;
+    let cases = load_cases(sam, &pairs, &args.cache)?;
+    let mut all: Vec<Sample> = cases.iter().flat_map(Case::embedding_samples).collect();
+    drop(cases);
     let cfg = &args.config;
     shuffle(&mut all, cfg.seed);
     let n_val = ((all.len() as f64) * args.val_fraction).round() as usize;
@@ -148,26 +223,28 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
     let device = autosam::backend::cpu().autodiff();
     // The seed fixes the head's initialisation too, not only the data order.
     device.seed(cfg.seed);
-    let classes = cardiac_classes();
-    let head =
-        Head::new(&args.head, classes.len(), sam_weights, &device).map_err(|e| e.to_string())?;
-    let dense_pe = sam.prompt_encoder.dense_pe();
-    let pe = dense_pe.to_device::<4>(&device);
-    let mut trainer = Trainer::new(head, &dense_pe, cfg.lr, &device);
-    let mut order: Vec<usize> = (0..all.len()).collect();
-    let mut history = Vec::new();
-    for epoch in 0..cfg.epochs {
-        shuffle(&mut order, cfg.seed.wrapping_add(epoch as u64 + 1));
-        let mut losses = Vec::new();
-        for chunk in order.chunks(cfg.batch_size.max(1)) {
-            let batch: Vec<&Sample> = chunk.iter().map(|&i| &all[i]).collect();
-            losses.push(f64::from(trainer.step(&batch).into_scalar::<f32>()));
+    let (head, classes, before) = match &args.init {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let (head, info) = head_from_bytes(&bytes, sam_weights, &device)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            // Loaded parameters are constants until asked to track gradients.
+            (
+                head.set_require_grad(true),
+                info.classes,
+                Some(info.training),
+            )
         }
-        let p = Progress {
-            epoch: epoch + 1,
-            loss: mean(losses.iter().map(|&l| Some(l))).unwrap_or(f64::NAN),
-            val_dice: val_dice(&trainer, &val, &pe, &device),
-        };
+        None => {
+            let classes = cardiac_classes();
+            let head = Head::new(&args.head, classes.len(), sam_weights, &device)
+                .map_err(|e| e.to_string())?;
+            (head, classes, None)
+        }
+    };
+    let kind = head.kind().to_string();
+    let dense_pe = sam.prompt_encoder.dense_pe();
+    let (head, history) = fit(head, &all, &val, cfg, &dense_pe, &device, |p: &Progress| {
         eprintln!(
             "epoch {:>3}  loss {:.4}  val Dice {}  ({:.0} s)",
             p.epoch,
@@ -175,10 +252,9 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
             p.val_dice.map_or("-".into(), |d| format!("{d:.4}")),
             started.elapsed().as_secs_f64()
         );
-        history.push(p);
-    }
+    });
     let info = HeadInfo {
-        kind: args.head.clone(),
+        kind: kind.clone(),
         classes,
         encoder: sam.config.model_id.clone(),
         training: serde_json::json!({
@@ -186,20 +262,22 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
             "train_slices": all.len(),
             "val_slices": val.len(),
             "epochs": cfg.epochs,
+            "steps": cfg.steps,
             "batch_size": cfg.batch_size,
             "lr": cfg.lr,
             "seed": cfg.seed,
             "history": history,
             "seconds": started.elapsed().as_secs_f64(),
+            "continues": before,
         }),
     };
-    let bytes = store::save(trainer.head(), &info, Precision::F32).map_err(|e| e.to_string())?;
+    let bytes = store::save(&head, &info, args.precision).map_err(|e| e.to_string())?;
     std::fs::write(&args.out, bytes).map_err(|e| format!("{}: {e}", args.out.display()))?;
     println!(
         "wrote {} ({} head, {} epochs, {:.0} s)",
         args.out.display(),
-        args.head,
-        cfg.epochs,
+        kind,
+        history.last().map_or(0, |p| p.epoch),
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -208,11 +286,29 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
 /// A head from its file, on the CPU backend.
 pub fn load_head(path: &Path, sam_weights: &Weights) -> Result<(Head, HeadInfo), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (info, weights) = store::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let device = autosam::backend::cpu();
-    let head = Head::new(&info.kind, info.classes.len(), sam_weights, &device)
+    head_from_bytes(&bytes, sam_weights, &autosam::backend::cpu())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The default cardiac head (RV, MYO, LV on LiteMedSAM); docs/heads.md says how it was trained.
+/// The page fetches the same file.
+const DEFAULT_HEAD: &[u8] = include_bytes!("../../www/heads/cardiac.safetensors");
+
+/// The shipped cardiac head (built into the binary, so `eval` works from any directory).
+pub fn default_head(sam_weights: &Weights) -> Result<(Head, HeadInfo), String> {
+    head_from_bytes(DEFAULT_HEAD, sam_weights, &autosam::backend::cpu())
+        .map_err(|e| format!("the built-in default head: {e}"))
+}
+
+fn head_from_bytes(
+    bytes: &[u8],
+    sam_weights: &Weights,
+    device: &burn::tensor::Device,
+) -> Result<(Head, HeadInfo), String> {
+    let (info, weights) = store::read(bytes).map_err(|e| e.to_string())?;
+    let head = Head::new(&info.kind, info.classes.len(), sam_weights, device)
         .and_then(|h| store::assign(h, &weights))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| e.to_string())?;
     Ok((head, info))
 }
 
@@ -225,8 +321,10 @@ pub fn eval(
     cache_dir: &Path,
 ) -> Result<(), String> {
     let pairs = select(data, volumes)?;
-    let device = autosam::backend::cpu();
-    let pe = sam.prompt_encoder.dense_pe().to_device::<4>(&device);
+    let pe = sam
+        .prompt_encoder
+        .dense_pe()
+        .to_device::<4>(&autosam::backend::cpu());
     let names: Vec<&str> = info
         .classes
         .iter()
@@ -235,27 +333,13 @@ pub fn eval(
         .collect();
     let mut table = DiceTable::new(&names, &[]);
     print!("{}", table.header());
-    for (name, image, gt) in &pairs {
-        let volume = read_volume(image)?;
-        let truth = read_volume(gt)?.labels();
-        let prepared = PreparedVolume::new(&volume, sam.input_size());
-        let emb = embeddings(sam, image, &prepared, cache_dir)?;
-        let mut pred = vec![0u8; truth.len()];
-        let [c, g, _] = emb.shape;
-        for (z, e) in emb.slices.into_iter().enumerate() {
-            let x = Tensor::<4>::from_data(TensorData::new(e, [1, c, g, g]), &device);
-            let logits = head
-                .forward(x, pe.clone())
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?;
-            let labels = labels_from_class_logits(&logits, head.classes(), &prepared.letterbox);
-            put_label_slice(&mut pred, prepared.dims, prepared.axis, z, &labels);
-        }
-        let scores: Vec<Option<f64>> = (1..=names.len() as u8)
-            .map(|k| dice(&pred, &truth, k))
-            .collect();
-        println!("{}", table.row(name, &[], &scores));
+    for pair in &pairs {
+        let case = Case::load(sam, pair, cache_dir)?;
+        let pred = case.segment(head, false, &pe)?;
+        println!(
+            "{}",
+            table.row(&case.name, &[], &case.dice(&pred, head.classes()))
+        );
     }
     println!("{}", table.mean_row(&[]));
     Ok(())

@@ -1,0 +1,630 @@
+//! `autosam experiment`: the paper's label-efficiency study. Every method trains on K labelled
+//! patients (ED and ES volumes of each; several draws for small K) with the same step budget and
+//! is scored by 3-D Dice on held-out patients. Writes a CSV, a markdown table and an SVG plot.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use autosam::augment::{Augment, Rng};
+use autosam::baselines::UNet;
+use autosam::baselines::simclr::{self, PretrainConfig};
+use autosam::cache::{self, VolumeEmbeddings};
+use autosam::heads::store::cardiac_classes;
+use autosam::heads::{Head, Segmenter};
+use autosam::metrics::mean;
+use autosam::model::{HostTensor, Sam, Weights};
+use autosam::train::{Sample, TrainConfig, fit, shuffle};
+use burn::tensor::{Tensor, TensorData};
+
+use super::eval_box::{CLASSES, box_segment_volume, labelled_pairs, read_volume};
+use super::train::{Case, load_cases};
+use autosam::pipeline::PreparedVolume;
+
+/// How big a study: `full` for docs/, `quick` for CI.
+pub struct Plan {
+    /// Patients the labelled ones are drawn from.
+    pub pool: Vec<String>,
+    /// Held-out patients scored by every method.
+    pub test: Vec<String>,
+    /// Patients whose images (no labels) SimCLR pretrains on; never the test patients.
+    pub unlabelled: Vec<String>,
+    /// (K, draws)
+    pub ks: Vec<(usize, usize)>,
+    /// Mini-batches per training run, the same for every method and K.
+    pub steps: usize,
+    pub simclr: PretrainConfig,
+    /// Ks at which AutoSAM is also trained with augmented views added, and how many per slice.
+    pub aug_ks: Vec<usize>,
+    pub aug_views: usize,
+}
+
+fn patients(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
+    range.map(|i| format!("patient{i:03}")).collect()
+}
+
+impl Plan {
+    pub fn full() -> Self {
+        Self {
+            pool: patients(1..=20),
+            test: patients(45..=50),
+            unlabelled: patients(1..=40),
+            ks: vec![(1, 2), (2, 1), (4, 1), (8, 1)],
+            steps: 30,
+            simclr: PretrainConfig {
+                steps: 80,
+                ..PretrainConfig::default()
+            },
+            aug_ks: vec![1],
+            aug_views: 2,
+        }
+    }
+
+    pub fn quick() -> Self {
+        Self {
+            pool: patients(1..=1),
+            test: patients(2..=2),
+            unlabelled: patients(1..=1),
+            ks: vec![(1, 1)],
+            steps: 2,
+            simclr: PretrainConfig {
+                steps: 2,
+                batch_size: 4,
+                view_size: 64,
+                ..PretrainConfig::default()
+            },
+            aug_ks: vec![1],
+            aug_views: 1,
+        }
+    }
+}
+
+/// One trained-and-scored run.
+struct Run {
+    method: String,
+    k: usize,
+    draw: usize,
+    patients: Vec<String>,
+    /// Per class (RV, MYO, LV), the mean over test volumes.
+    dice: Vec<Option<f64>>,
+    train_s: f64,
+    eval_s: f64,
+}
+
+impl Run {
+    fn mean(&self) -> Option<f64> {
+        mean(self.dice.iter().copied())
+    }
+}
+
+const HEADS: [(&str, &str); 3] = [
+    ("AutoSAM", "autosam"),
+    ("CNN head", "cnn"),
+    ("linear head", "linear"),
+];
+const UNET: &str = "UNet (scratch)";
+const UNET_SIMCLR: &str = "UNet + SimCLR";
+const AUG: &str = "AutoSAM + aug. views";
+const SAM_BOX: &str = "SAM (box, zero-shot)";
+
+fn cases_of<'a>(cases: &'a [Case], patients: &[String]) -> Vec<&'a Case> {
+    cases
+        .iter()
+        .filter(|c| patients.iter().any(|p| c.name.starts_with(p.as_str())))
+        .collect()
+}
+
+/// Mean over test volumes of each class's Dice.
+fn score<M: Segmenter>(
+    model: &M,
+    test: &[&Case],
+    images: bool,
+    pe: &Tensor<4>,
+) -> Result<Vec<Option<f64>>, String> {
+    let mut per_volume = Vec::new();
+    for case in test {
+        let pred = case.segment(model, images, pe)?;
+        per_volume.push(case.dice(&pred, model.classes()));
+    }
+    Ok((0..CLASSES.len())
+        .map(|k| mean(per_volume.iter().map(|d| d[k])))
+        .collect())
+}
+
+/// `views` augmented copies of each slice of `case`, encoded (and cached) with their labels.
+fn augmented(
+    sam: &Sam,
+    case: &Case,
+    views: usize,
+    seed: u64,
+    cache_dir: &Path,
+) -> Result<Vec<Sample>, String> {
+    let s = case.prepared.letterbox.size;
+    let n = case.prepared.slice_count();
+    let draws: Vec<(usize, Augment)> = (0..n)
+        .flat_map(|z| {
+            let mut rng = Rng::new(seed ^ ((z as u64) << 20));
+            (0..views)
+                .map(move |_| (z, Augment::random(&mut rng)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let images: Vec<Vec<f32>> = draws
+        .iter()
+        .map(|(z, a)| {
+            let plane = a.image(case.image(*z), s, s);
+            plane.repeat(3)
+        })
+        .collect();
+    let tag = format!("{}:aug{views}:seed{seed}", sam.config.model_id);
+    let entry = cache_dir.join(format!(
+        "{}.safetensors",
+        cache::key(case.key.as_bytes(), &tag)
+    ));
+    let cached = std::fs::read(&entry)
+        .ok()
+        .and_then(|b| VolumeEmbeddings::from_bytes(&b).ok())
+        .filter(|v| v.slices.len() == images.len());
+    let emb = match cached {
+        Some(v) => v,
+        None => {
+            let prepared = PreparedVolume {
+                inputs: images,
+                ..case.prepared.clone()
+            };
+            let bytes = cache::encode_volume(sam, &prepared)
+                .to_bytes()
+                .map_err(|e| e.to_string())?;
+            std::fs::write(&entry, &bytes).map_err(|e| format!("{}: {e}", entry.display()))?;
+            VolumeEmbeddings::from_bytes(&bytes).map_err(|e| e.to_string())?
+        }
+    };
+    Ok(draws
+        .iter()
+        .zip(emb.slices)
+        .map(|((z, a), e)| Sample {
+            input: e,
+            shape: emb.shape,
+            labels: a.labels(&case.labels(*z), s, s),
+        })
+        .collect())
+}
+
+pub struct ExperimentArgs {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub plan: Plan,
+    pub name: String,
+    pub cache: PathBuf,
+}
+
+pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let plan = &args.plan;
+    let pairs = labelled_pairs(&args.data)?;
+    let wanted = |list: &[String]| -> Vec<(String, PathBuf, PathBuf)> {
+        pairs
+            .iter()
+            .filter(|(n, _, _)| list.iter().any(|p| n.starts_with(p.as_str())))
+            .cloned()
+            .collect()
+    };
+    let mut labelled: Vec<String> = plan.pool.clone();
+    labelled.extend(plan.test.iter().cloned());
+    let chosen = wanted(&labelled);
+    if chosen.is_empty() {
+        return Err(format!(
+            "no ACDC patients of the plan in {}",
+            args.data.display()
+        ));
+    }
+    let cases = load_cases(sam, &chosen, &args.cache)?;
+    let test = cases_of(&cases, &plan.test);
+    let ready_s = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} volumes ready ({} test) in {ready_s:.0} s",
+        cases.len(),
+        test.len()
+    );
+
+    let cpu = autosam::backend::cpu();
+    let dense_pe = sam.prompt_encoder.dense_pe();
+    let pe = dense_pe.to_device::<4>(&cpu);
+    let classes = cardiac_classes().len();
+    let mut runs: Vec<Run> = Vec::new();
+
+    // SAM with ground-truth boxes needs no training: one score, drawn as a line.
+    let t = Instant::now();
+    let mut per_volume = Vec::new();
+    for case in &test {
+        let [c, g, _] = case.embeddings.shape;
+        let pred = box_segment_volume(sam, &case.prepared, &case.truth, |z| {
+            Tensor::from_data(
+                TensorData::new(case.embeddings.slices[z].clone(), [1, c, g, g]),
+                &cpu,
+            )
+        });
+        per_volume.push(case.dice(&pred, classes));
+    }
+    runs.push(Run {
+        method: SAM_BOX.into(),
+        k: 0,
+        draw: 0,
+        patients: vec![],
+        dice: (0..CLASSES.len())
+            .map(|k| mean(per_volume.iter().map(|d| d[k])))
+            .collect(),
+        train_s: 0.0,
+        eval_s: t.elapsed().as_secs_f64(),
+    });
+    report(runs.last().unwrap());
+
+    // SimCLR once, on unlabelled images of the non-test patients.
+    let t = Instant::now();
+    let unlabelled: Vec<Vec<f32>> = wanted(&plan.unlabelled)
+        .iter()
+        .map(|(_, image, _)| {
+            let v = read_volume(image)?;
+            let p = PreparedVolume::new(&v, sam.input_size());
+            let s = p.letterbox.size;
+            Ok(p.inputs
+                .into_iter()
+                .map(|i| i[..s * s].to_vec())
+                .collect::<Vec<_>>())
+        })
+        .collect::<Result<Vec<_>, String>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let ad = cpu.autodiff();
+    let size = sam.input_size();
+    let pretrained = simclr::pretrain(&unlabelled, size, &plan.simclr, &ad, |step, loss| {
+        if step % 10 == 0 || step == plan.simclr.steps {
+            eprintln!("SimCLR step {step}: NT-Xent {loss:.4}");
+        }
+    });
+    let simclr_s = t.elapsed().as_secs_f64();
+    eprintln!("SimCLR on {} slices: {simclr_s:.0} s", unlabelled.len());
+
+    for &(k, draws) in &plan.ks {
+        for draw in 0..draws {
+            let mut pool = plan.pool.clone();
+            shuffle(&mut pool, (k * 1000 + draw) as u64);
+            let chosen: Vec<String> = pool.into_iter().take(k).collect();
+            let train_cases = cases_of(&cases, &chosen);
+            let emb: Vec<Sample> = train_cases
+                .iter()
+                .flat_map(|c| c.embedding_samples())
+                .collect();
+            let img: Vec<Sample> = train_cases.iter().flat_map(|c| c.image_samples()).collect();
+            let cfg = TrainConfig {
+                steps: Some(plan.steps),
+                seed: draw as u64,
+                ..TrainConfig::default()
+            };
+            let mut go = |method: &str, scored: Scored| {
+                let (dice, train_s, eval_s) = scored?;
+                runs.push(Run {
+                    method: method.into(),
+                    k,
+                    draw,
+                    patients: chosen.clone(),
+                    dice,
+                    train_s,
+                    eval_s,
+                });
+                report(runs.last().unwrap());
+                Ok::<(), String>(())
+            };
+            let fit_score = |model: Head, samples: &[Sample]| {
+                train_and_score(model, samples, false, &cfg, &dense_pe, &test, &pe)
+            };
+            for (method, kind) in HEADS {
+                ad.seed(draw as u64);
+                let head = Head::new(kind, classes, sam_weights, &ad).map_err(|e| e.to_string())?;
+                go(method, fit_score(head, &emb))?;
+            }
+            if plan.aug_ks.contains(&k) {
+                let mut with_views = emb.clone();
+                for c in &train_cases {
+                    with_views.extend(augmented(sam, c, plan.aug_views, draw as u64, &args.cache)?);
+                }
+                ad.seed(draw as u64);
+                let head =
+                    Head::new("autosam", classes, sam_weights, &ad).map_err(|e| e.to_string())?;
+                go(AUG, fit_score(head, &with_views))?;
+            }
+            ad.seed(draw as u64);
+            let unet = UNet::new(1, classes, &ad);
+            go(
+                UNET,
+                train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
+            )?;
+            ad.seed(draw as u64);
+            let unet = UNet::with_encoder(pretrained.clone(), classes, &ad);
+            go(
+                UNET_SIMCLR,
+                train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
+            )?;
+        }
+    }
+    let wall_s = started.elapsed().as_secs_f64();
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let write = |ext: &str, text: String| -> Result<PathBuf, String> {
+        let path = args.out.join(format!("{}.{ext}", args.name));
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    };
+    let csv = write("csv", csv(&runs))?;
+    let md = write("md", markdown(&runs, plan, wall_s, ready_s, simclr_s))?;
+    let svg = args.out.join(format!("{}.svg", args.name));
+    plot(&runs, &svg)?;
+    println!(
+        "wrote {}, {} and {} ({} runs, wall time {:.1} min)",
+        csv.display(),
+        md.display(),
+        svg.display(),
+        runs.len(),
+        wall_s / 60.0
+    );
+    Ok(())
+}
+
+/// Per-class Dice on the test volumes, training seconds, scoring seconds.
+type Scored = Result<(Vec<Option<f64>>, f64, f64), String>;
+
+/// Trains on `samples` (on the autodiff device `model` lives on), then scores the test volumes
+/// with the model moved off autodiff.
+fn train_and_score<M: Segmenter>(
+    model: M,
+    samples: &[Sample],
+    images: bool,
+    cfg: &TrainConfig,
+    dense_pe: &HostTensor,
+    test: &[&Case],
+    pe: &Tensor<4>,
+) -> Scored {
+    let t = Instant::now();
+    let device = model
+        .devices()
+        .first()
+        .cloned()
+        .ok_or("a model without parameters")?;
+    let (model, _) = fit(model, samples, &[], cfg, dense_pe, &device, |_| {});
+    let model = model.valid();
+    let train_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let dice = score(&model, test, images, pe)?;
+    Ok((dice, train_s, t.elapsed().as_secs_f64()))
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |d| format!("{d:.4}"))
+}
+
+fn report(r: &Run) {
+    eprintln!(
+        "{:<22} K={} draw {}: RV {} MYO {} LV {} mean {}  (train {:.0} s, eval {:.0} s)",
+        r.method,
+        r.k,
+        r.draw,
+        fmt(r.dice[0]),
+        fmt(r.dice[1]),
+        fmt(r.dice[2]),
+        fmt(r.mean()),
+        r.train_s,
+        r.eval_s
+    );
+}
+
+fn csv(runs: &[Run]) -> String {
+    let mut out = String::from("method,k,draw,patients,rv,myo,lv,mean,train_s,eval_s\n");
+    for r in runs {
+        let d: Vec<String> = r
+            .dice
+            .iter()
+            .map(|v| v.map_or(String::new(), |x| format!("{x:.4}")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{:.1},{:.1}",
+            r.method,
+            r.k,
+            r.draw,
+            r.patients.join(" "),
+            d.join(","),
+            r.mean().map_or(String::new(), |x| format!("{x:.4}")),
+            r.train_s,
+            r.eval_s
+        );
+    }
+    out
+}
+
+fn methods(runs: &[Run]) -> Vec<String> {
+    let mut m: Vec<String> = Vec::new();
+    for r in runs {
+        if !m.contains(&r.method) {
+            m.push(r.method.clone());
+        }
+    }
+    m
+}
+
+/// Mean (and spread over draws) of `f` over the runs of one method and K.
+fn cell(
+    runs: &[Run],
+    method: &str,
+    k: usize,
+    f: impl Fn(&Run) -> Option<f64>,
+) -> Option<(f64, f64, f64, usize)> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.method == method && (r.k == k || r.k == 0))
+        .filter_map(f)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((v.iter().sum::<f64>() / v.len() as f64, lo, hi, v.len()))
+}
+
+fn markdown(runs: &[Run], plan: &Plan, wall_s: f64, ready_s: f64, simclr_s: f64) -> String {
+    let ks: Vec<usize> = plan.ks.iter().map(|k| k.0).collect();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Mean 3-D Dice over RV, MYO and LV on {} held-out volumes ({}), against K labelled patients \
+         (ED + ES each). Each run trains {} mini-batches of 4 slices (Adam, lr 5e-4); with several \
+         draws the cell gives the mean and the range. SAM (box) uses ground-truth boxes and no training.\n",
+        runs.iter()
+            .find(|r| r.method == SAM_BOX)
+            .map_or(0, |_| plan.test.len() * 2),
+        range_name(&plan.test),
+        plan.steps
+    );
+    out.push_str(&k_header(&ks, "---:|"));
+    for m in methods(runs) {
+        let _ = write!(out, "| {m} |");
+        for &k in &ks {
+            let _ = match cell(runs, &m, k, Run::mean) {
+                Some((mean, lo, hi, n)) if n > 1 => write!(out, " {mean:.3} ({lo:.3}-{hi:.3}) |"),
+                Some((mean, ..)) => write!(out, " {mean:.3} |"),
+                None => write!(out, " |"),
+            };
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "\nPer class (mean over draws), RV / MYO / LV:\n");
+    out.push_str(&k_header(&ks, "---|"));
+    for m in methods(runs) {
+        let _ = write!(out, "| {m} |");
+        for &k in &ks {
+            let per: Vec<String> = (0..CLASSES.len())
+                .map(|c| {
+                    cell(runs, &m, k, |r| r.dice[c]).map_or("-".into(), |x| format!("{:.2}", x.0))
+                })
+                .collect();
+            let _ = write!(out, " {} |", per.join(" / "));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "\nSeconds per run (training / scoring the test set), mean over draws:\n"
+    );
+    let _ = writeln!(out, "| method | train s | eval s |\n|---|---:|---:|");
+    for m in methods(runs) {
+        let of: Vec<&Run> = runs.iter().filter(|r| r.method == m).collect();
+        let avg = |f: fn(&Run) -> f64| of.iter().map(|r| f(r)).sum::<f64>() / of.len() as f64;
+        let _ = writeln!(
+            out,
+            "| {m} | {:.0} | {:.0} |",
+            avg(|r| r.train_s),
+            avg(|r| r.eval_s)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nWall time {:.1} min: {:.0} s to read and encode (or load cached embeddings), {:.0} s of SimCLR \
+         pre-training ({} steps of {} slices, two {}px views each, on {}).",
+        wall_s / 60.0,
+        ready_s,
+        simclr_s,
+        plan.simclr.steps,
+        plan.simclr.batch_size,
+        plan.simclr.view_size,
+        range_name(&plan.unlabelled)
+    );
+    out
+}
+
+/// `| method | K = 1 | ... |` and its rule, each K column aligned by `rule`.
+fn k_header(ks: &[usize], rule: &str) -> String {
+    let names: String = ks.iter().map(|k| format!(" K = {k} |")).collect();
+    format!("| method |{names}\n|---|{}\n", rule.repeat(ks.len()))
+}
+
+fn range_name(list: &[String]) -> String {
+    match (list.first(), list.last()) {
+        (Some(a), Some(b)) if a != b => format!("{a}-{}", b.trim_start_matches("patient")),
+        (Some(a), _) => a.clone(),
+        _ => String::new(),
+    }
+}
+
+fn plot(runs: &[Run], path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let ks: Vec<usize> = {
+        let mut k: Vec<usize> = runs.iter().map(|r| r.k).filter(|&k| k > 0).collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    };
+    let x = |k: usize| (k as f64).log2();
+    let x_max = x(*ks.last().unwrap_or(&1)).max(1.0);
+    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Mean Dice (RV, MYO, LV) vs labelled patients",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(44)
+        .build_cartesian_2d(-0.2..x_max + 0.2, 0.0..1.0)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("labelled patients K (log scale)")
+        .y_desc("mean Dice")
+        .x_labels(ks.len().max(2))
+        .x_label_formatter(&|v| format!("{:.0}", 2f64.powf(*v)))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, m) in methods(runs).iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let line: Vec<(f64, f64)> = if m == SAM_BOX {
+            cell(runs, m, 0, Run::mean)
+                .map(|c| vec![(-0.2, c.0), (x_max + 0.2, c.0)])
+                .unwrap_or_default()
+        } else {
+            ks.iter()
+                .filter_map(|&k| {
+                    runs.iter()
+                        .any(|r| r.method == *m && r.k == k)
+                        .then(|| cell(runs, m, k, Run::mean).map(|c| (x(k), c.0)))
+                        .flatten()
+                })
+                .collect()
+        };
+        let style = color.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(line.clone(), style))
+            .map_err(|e| err(&e))?
+            .label(m.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        if m != SAM_BOX {
+            let points = runs
+                .iter()
+                .filter(|r| r.method == *m && r.k > 0)
+                .filter_map(|r| r.mean().map(|d| (x(r.k), d)));
+            chart
+                .draw_series(points.map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| err(&e))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! `autosam experiment --quick`: every method trains and is scored, and the CSV, table and plot
+//! are written (skipped without ../shared/data/acdc or the weights).
+
+use std::path::Path;
+use std::process::Command;
+
+const METHODS: [&str; 7] = [
+    "SAM (box, zero-shot)",
+    "AutoSAM",
+    "CNN head",
+    "linear head",
+    "AutoSAM + aug. views",
+    "UNet (scratch)",
+    "UNet + SimCLR",
+];
+
+#[test]
+fn quick_experiment_runs_every_method_and_writes_its_outputs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("../shared/data/acdc");
+    let weights = root.join("weights/lite_medsam.pth");
+    if !data.join("patient002_frame01_gt.nii.gz").exists() || !weights.exists() {
+        eprintln!("skipped: needs ../shared/data/acdc and weights/lite_medsam.pth");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("autosam-experiment-{}", std::process::id()));
+    let run = Command::new(env!("CARGO_BIN_EXE_autosam"))
+        .current_dir(root)
+        .args(["experiment", "--quick", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{log}");
+    let csv = std::fs::read_to_string(out.join("experiment.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    for m in METHODS {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == m)
+            .unwrap_or_else(|| panic!("{m} missing:\n{csv}"));
+        // rv, myo, lv, mean: Dice values in [0, 1] where defined.
+        for v in &row[4..8] {
+            if !v.is_empty() {
+                let d: f64 = v.parse().unwrap();
+                assert!((0.0..=1.0).contains(&d), "{m}: {v}");
+            }
+        }
+    }
+    // Zero-shot SAM with ground-truth boxes finds the LV whatever the step budget.
+    let sam = rows.iter().find(|r| r[0] == METHODS[0]).unwrap();
+    assert!(sam[6].parse::<f64>().unwrap() > 0.8, "{csv}");
+    let md = std::fs::read_to_string(out.join("experiment.md")).unwrap();
+    assert!(
+        md.contains("| AutoSAM |") && md.contains("Wall time"),
+        "{md}"
+    );
+    let svg = std::fs::read_to_string(out.join("experiment.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("UNet + SimCLR"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
