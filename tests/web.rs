@@ -221,3 +221,67 @@ async fn int8_encoder_and_box_decoder_match_native() {
         "errors were logged (see console)"
     );
 }
+
+/// Training in the page: the reference AutoSAM-head run (`train::reference_run`, the one
+/// `autosam parity --save-outputs` ran natively) on each backend. The first step's loss must match
+/// the native one and the following steps must lower it (three steps on the CPU backend, two on
+/// WebGPU).
+#[wasm_bindgen_test]
+async fn autosam_head_training_steps_match_native() {
+    use autosam::model::checkpoint::read_safetensors;
+    use autosam::model::format;
+    use autosam::train::{reference_run, reference_sample};
+
+    web::console::init();
+    let perf = web_sys::window().unwrap().performance().unwrap();
+    let native = read_safetensors(NATIVE_INT8).unwrap();
+    let want = &native.get("train.losses").unwrap().data;
+    let sample = reference_sample(
+        &native.get("embedding").unwrap().data,
+        &native.get("box.logits").unwrap().data,
+    );
+    let file = format::read(INT8_WEIGHTS).unwrap();
+    let pe = autosam::model::Sam::load(&file.weights, file.config.clone(), &backend::cpu())
+        .unwrap()
+        .prompt_encoder
+        .dense_pe();
+    let mut devices: Vec<(String, Device)> = vec![("flex (CPU, wasm)".into(), backend::cpu())];
+    if let Some(gpu) = webgpu_device().await {
+        let adapter = web::adapter_info().await.unwrap_or_default();
+        devices.push((format!("WebGPU ({adapter})"), gpu));
+    } else {
+        assert!(option_env!("AUTOSAM_REQUIRE_WEBGPU").is_none());
+    }
+    for (i, (name, device)) in devices.into_iter().enumerate() {
+        // Two steps on WebGPU: SwiftShader, the software adapter in CI, takes minutes per step.
+        let steps = if i == 0 { want.len() } else { 2 };
+        let want = &want[..steps];
+        let t = perf.now();
+        let losses = reference_run(&file.weights, &sample, &pe, 4, steps, &device).unwrap();
+        let mut got = Vec::new();
+        for l in losses {
+            got.extend(read(l).await.unwrap());
+        }
+        let ms = (perf.now() - t) / want.len() as f64;
+        say(&format!(
+            "AutoSAM head training on {name}: {ms:.0} ms per step, losses {got:?} (native {want:?})"
+        ));
+        let first = (got[0] - want[0]).abs() / want[0].abs();
+        assert!(
+            first < 1e-3,
+            "{name}: first loss {} vs native {}",
+            got[0],
+            want[0]
+        );
+        assert!(
+            got[got.len() - 1] < got[0],
+            "{name}: {} steps did not lower the loss: {got:?}",
+            got.len()
+        );
+    }
+    assert_eq!(
+        web::console::errors_logged(),
+        0,
+        "errors were logged (see console)"
+    );
+}

@@ -205,7 +205,9 @@ fn slice_checks(
     let pred = sam.decode_boxes(embedding, &[b]);
     let logits = read(pred.masks);
     if let Some(path) = save {
-        save_outputs(path, &embedding_data, &logits)?;
+        let losses = reference_losses(model, &embedding_data, &logits, device)?;
+        println!("reference training run (AutoSAM head, 3 steps): losses {losses:?}");
+        save_outputs(path, &embedding_data, &logits, &losses)?;
     }
     if let Ok(reference) = fx.get("box.logits") {
         report.compare("box.logits (our embedding)", &logits, &reference.data, tol);
@@ -234,12 +236,38 @@ fn slice_checks(
     Ok(())
 }
 
-/// Our embedding and box logits, for the browser test to compare against (same names and
-/// shapes as the fixture's).
-fn save_outputs(path: &Path, embedding: &[f32], logits: &[f32]) -> Result<(), String> {
+/// The browser's training test compares against this: `train::reference_run` on our embedding,
+/// labelled LV where the box mask is.
+fn reference_losses(
+    model: &LiteMedSam,
+    embedding: &[f32],
+    box_logits: &[f32],
+    device: &Device,
+) -> Result<Vec<f32>, String> {
+    let sample = autosam::train::reference_sample(embedding, box_logits);
+    let losses = autosam::train::reference_run(
+        &model.state,
+        &sample,
+        &model.sam.prompt_encoder.dense_pe(),
+        4,
+        3,
+        device,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(losses.into_iter().map(|l| l.into_scalar::<f32>()).collect())
+}
+
+/// Our embedding, box logits and reference training losses, for the browser test to compare
+/// against (the first two with the fixture's names and shapes).
+fn save_outputs(
+    path: &Path,
+    embedding: &[f32],
+    logits: &[f32],
+    losses: &[f32],
+) -> Result<(), String> {
     use safetensors::tensor::TensorView;
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let (e, l) = (bytes(embedding), bytes(logits));
+    let (e, l, t) = (bytes(embedding), bytes(logits), bytes(losses));
     let views = [
         (
             "embedding",
@@ -248,6 +276,10 @@ fn save_outputs(path: &Path, embedding: &[f32], logits: &[f32]) -> Result<(), St
         (
             "box.logits",
             TensorView::new(safetensors::Dtype::F32, vec![1, 1, 256, 256], &l),
+        ),
+        (
+            "train.losses",
+            TensorView::new(safetensors::Dtype::F32, vec![losses.len()], &t),
         ),
     ]
     .into_iter()
