@@ -1,10 +1,13 @@
 // End-to-end check of the built page (dist/) in Debian's headless Chromium: it loads, a dropped
-// volume shows its summary and slice, the wheel moves slices, a broken file gives a readable error
-// without breaking the page, no console errors, and no request leaves for another origin.
+// volume shows its summary and slice, the wheel moves slices, automatic segmentation with the
+// default head labels it, the exported .nii.gz has the source geometry, a broken file gives a
+// readable error without breaking the page, no console errors, and no request leaves for another
+// origin.
 // Usage: node page.mjs DIST_DIR VOLUME.nii.gz OUT_DIR
 import { chromium } from "playwright-core";
 import { createServer } from "node:http";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
+import { gunzipSync } from "node:zlib";
 import { extname, join, resolve } from "node:path";
 
 const [dist, volumePath, outDir] = process.argv.slice(2).map((p) => resolve(p));
@@ -76,6 +79,51 @@ await check("the wheel moves through slices", async () => {
 });
 await mkdir(outDir, { recursive: true });
 await page.screenshot({ path: join(outDir, "page-volume.png") });
+
+// NIfTI-1 header fields the export must carry over from the source.
+function header(gz) {
+  const b = gunzipSync(gz);
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const f32 = (o, n) => Array.from({ length: n }, (_, i) => v.getFloat32(o + 4 * i, true));
+  const dims = Array.from({ length: 3 }, (_, i) => v.getInt16(42 + 2 * i, true));
+  return {
+    bytes: b, dims, datatype: v.getInt16(70, true), pixdim: f32(80, 3),
+    qform: v.getInt16(252, true), sform: v.getInt16(254, true), srow: f32(280, 12),
+    offset: Math.round(v.getFloat32(108, true)),
+  };
+}
+let segmentMs = 0;
+await check("automatic segmentation labels the volume with the default head", async () => {
+  const t = Date.now();
+  await page.getByTestId("segment").click();
+  await waitState("done", 15 * 60000);
+  segmentMs = Date.now() - t;
+  const legend = await page.locator("#legend").textContent();
+  if (!/RV/.test(legend) || !/MYO/.test(legend) || !/LV/.test(legend)) throw new Error(`legend: ${legend}`);
+  console.log(`     ${await status.textContent()}`);
+});
+await page.screenshot({ path: join(outDir, "page-segmented.png") });
+await check("the exported segmentation opens with the source geometry and the head's labels", async () => {
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByTestId("export-nifti").click()]);
+  const saved = join(outDir, download.suggestedFilename());
+  await download.saveAs(saved);
+  const seg = header(await readFile(saved));
+  const src = header(await readFile(volumePath));
+  const same = (a, b) => a.every((x, i) => Math.abs(x - b[i]) < 1e-4);
+  if (!same(seg.dims, src.dims) || !same(seg.pixdim, src.pixdim) || !same(seg.srow, src.srow)
+    || seg.qform !== src.qform || seg.sform !== src.sform) {
+    throw new Error(`geometry differs: ${JSON.stringify({ seg: { ...seg, bytes: 0 }, src: { ...src, bytes: 0 } })}`);
+  }
+  if (seg.datatype !== 2) throw new Error(`datatype ${seg.datatype}, want uint8 (2)`);
+  const labels = seg.bytes.subarray(seg.offset, seg.offset + seg.dims[0] * seg.dims[1] * seg.dims[2]);
+  const counts = [0, 0, 0, 0];
+  for (const l of labels) {
+    if (l > 3) throw new Error(`label ${l} is not a class of the head`);
+    counts[l]++;
+  }
+  if (counts[0] === labels.length) throw new Error("nothing was labelled");
+  console.log(`     ${download.suggestedFilename()}: voxels per class ${counts.join(" / ")}`);
+});
 await check("a broken file gives a readable error and the page keeps working", async () => {
   await page.getByTestId("volume-input").setInputFiles({ name: "broken.nii", mimeType: "application/octet-stream", buffer: Buffer.alloc(100, 7) });
   await waitState("error");
@@ -93,6 +141,7 @@ await check("no request left the page's origin", async () => {
 await page.waitForFunction(() => document.getElementById("backend").textContent !== "", null, { timeout: 60000 }).catch(() => {});
 const backend = await page.locator("#backend").textContent().catch((e) => `unknown (${e.message})`);
 console.log(`page compute backend: ${backend}`);
+console.log(`automatic segmentation (download, model load, all slices): ${segmentMs} ms`);
 await writeFile(join(outDir, "page-backend.txt"), backend + "\n");
 await browser.close();
 server.close();
