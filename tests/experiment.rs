@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 const METHODS: [&str; 7] = [
-    "SAM (box, zero-shot)",
+    "SAM (box) zero-shot",
     "AutoSAM",
     "CNN head",
     "linear head",

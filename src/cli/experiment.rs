@@ -105,7 +105,7 @@ const HEADS: [(&str, &str); 3] = [
 const UNET: &str = "UNet (scratch)";
 const UNET_SIMCLR: &str = "UNet + SimCLR";
 const AUG: &str = "AutoSAM + aug. views";
-const SAM_BOX: &str = "SAM (box, zero-shot)";
+const SAM_BOX: &str = "SAM (box) zero-shot";
 
 fn cases_of<'a>(cases: &'a [Case], patients: &[String]) -> Vec<&'a Case> {
     cases
@@ -428,7 +428,8 @@ fn csv(runs: &[Run]) -> String {
         let _ = writeln!(
             out,
             "{},{},{},{},{},{},{:.1},{:.1}",
-            r.method,
+            // A comma would shift every later column.
+            r.method.replace(',', ";"),
             r.k,
             r.draw,
             r.patients.join(" "),
