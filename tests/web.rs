@@ -129,13 +129,14 @@ async fn time_ms<const D: usize>(mut work: impl FnMut() -> burn::tensor::Tensor<
 #[wasm_bindgen_test]
 async fn backend_timings_in_the_browser() {
     web::console::init();
+    #[cfg_attr(not(feature = "ndarray"), allow(unused_mut))]
     let mut devices: Vec<(&str, Device)> = vec![("flex (CPU)", backend::cpu())];
     #[cfg(feature = "ndarray")]
     #[allow(deprecated)]
     devices.push(("ndarray (CPU)", Device::ndarray()));
-    if let Some(gpu) = webgpu_device().await {
-        devices.push(("WebGPU (software adapter in headless CI)", gpu));
-    }
+    // CPU backends only: after the WebGPU encoder test, SwiftShader once kept the renderer
+    // from answering chromedriver for 30 s here, failing a run whose checks had all passed.
+    // The WebGPU row is in docs/foundation.md.
     say("| backend (browser) | conv2d 64->64 3x3 on 128x128 (ms) | matmul 1024x1024 (ms) |");
     for (name, device) in &devices {
         let conv = time_ms(|| backend::conv_workload(device, 64, 128)).await;
