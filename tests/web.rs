@@ -146,6 +146,20 @@ async fn backend_timings_in_the_browser() {
     assert_eq!(web::console::errors_logged(), 0);
 }
 
+/// WebGPU for the model-sized tests, only when AUTOSAM_HEAVY_WEBGPU was set at build time. On
+/// SwiftShader (CI's software adapter) they take minutes, and afterwards the renderer has twice
+/// missed chromedriver's 30 s deadline in a later test, failing runs whose checks had passed.
+/// The probe test above still checks WebGPU against the CPU in every run.
+async fn heavy_webgpu_device() -> Option<Device> {
+    if option_env!("AUTOSAM_HEAVY_WEBGPU").is_none() {
+        say("model on WebGPU: skipped (set AUTOSAM_HEAVY_WEBGPU=1 to run it)");
+        return None;
+    }
+    let gpu = webgpu_device().await;
+    assert!(gpu.is_some() || option_env!("AUTOSAM_REQUIRE_WEBGPU").is_none());
+    gpu
+}
+
 /// The int8 weights the page ships and the native CPU backend's outputs with them, both made by
 /// `scripts/test` (`autosam convert`, then `autosam parity --save-outputs`) before this build.
 const INT8_WEIGHTS: &[u8] = include_bytes!("../weights/lite_medsam.int8.safetensors");
@@ -178,15 +192,9 @@ async fn int8_encoder_and_box_decoder_match_native() {
     let boxes = [[b[0], b[1], b[2], b[3]]];
 
     let mut devices: Vec<(String, Device)> = vec![("flex (CPU, wasm)".into(), backend::cpu())];
-    match webgpu_device().await {
-        Some(gpu) => {
-            let adapter = web::adapter_info().await.unwrap_or_default();
-            devices.push((format!("WebGPU ({adapter})"), gpu));
-        }
-        None => {
-            say("int8 encoder on WebGPU: NOT RUN, the browser gave no adapter");
-            assert!(option_env!("AUTOSAM_REQUIRE_WEBGPU").is_none());
-        }
+    if let Some(gpu) = heavy_webgpu_device().await {
+        let adapter = web::adapter_info().await.unwrap_or_default();
+        devices.push((format!("WebGPU ({adapter})"), gpu));
     }
     for (name, device) in devices {
         let t = perf.now();
@@ -247,11 +255,9 @@ async fn autosam_head_training_steps_match_native() {
         .prompt_encoder
         .dense_pe();
     let mut devices: Vec<(String, Device)> = vec![("flex (CPU, wasm)".into(), backend::cpu())];
-    if let Some(gpu) = webgpu_device().await {
+    if let Some(gpu) = heavy_webgpu_device().await {
         let adapter = web::adapter_info().await.unwrap_or_default();
         devices.push((format!("WebGPU ({adapter})"), gpu));
-    } else {
-        assert!(option_env!("AUTOSAM_REQUIRE_WEBGPU").is_none());
     }
     for (i, (name, device)) in devices.into_iter().enumerate() {
         // Two steps on WebGPU: SwiftShader, the software adapter in CI, takes minutes per step.
