@@ -37,7 +37,12 @@ pub fn labelled_pairs(dir: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>, Str
 
 pub fn read_volume(path: &Path) -> Result<autosam::Volume, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    nii::read_nifti(&bytes, &ReadOptions::default()).map_err(|e| format!("{}: {e}", path.display()))
+    volume_from_bytes(path, &bytes)
+}
+
+/// A volume from a file's bytes already read; `path` names it in errors.
+pub fn volume_from_bytes(path: &Path, bytes: &[u8]) -> Result<autosam::Volume, String> {
+    nii::read_nifti(bytes, &ReadOptions::default()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// SAM(box) on one labelled volume: the predicted label volume. `embedding` gives slice z's
@@ -163,6 +168,6 @@ pub fn run(sam: &Sam, dir: &Path, limit: Option<usize>, out: Option<&Path>) -> R
     Ok(())
 }
 
-fn fmt(v: Option<f64>) -> String {
+pub fn fmt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.4}"))
 }

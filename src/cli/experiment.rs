@@ -9,7 +9,7 @@ use std::time::Instant;
 use autosam::augment::{Augment, Rng};
 use autosam::baselines::UNet;
 use autosam::baselines::simclr::{self, PretrainConfig};
-use autosam::cache::{self, VolumeEmbeddings};
+use autosam::cache;
 use autosam::heads::store::cardiac_classes;
 use autosam::heads::{Head, Segmenter};
 use autosam::metrics::mean;
@@ -17,8 +17,8 @@ use autosam::model::{HostTensor, Sam, Weights};
 use autosam::train::{Sample, TrainConfig, fit, shuffle};
 use burn::tensor::{Tensor, TensorData};
 
-use super::eval_box::{CLASSES, box_segment_volume, labelled_pairs, read_volume};
-use super::train::{Case, load_cases};
+use super::eval_box::{CLASSES, box_segment_volume, fmt, labelled_pairs, read_volume};
+use super::train::{Case, embeddings, load_cases};
 use autosam::pipeline::PreparedVolume;
 
 /// How big a study: `full` for docs/, `quick` for CI.
@@ -126,9 +126,14 @@ fn score<M: Segmenter>(
         let pred = case.segment(model, images, pe)?;
         per_volume.push(case.dice(&pred, model.classes()));
     }
-    Ok((0..CLASSES.len())
+    Ok(class_means(&per_volume))
+}
+
+/// Per class, the mean of its Dice over volumes.
+fn class_means(per_volume: &[Vec<Option<f64>>]) -> Vec<Option<f64>> {
+    (0..CLASSES.len())
         .map(|k| mean(per_volume.iter().map(|d| d[k])))
-        .collect())
+        .collect()
 }
 
 /// `views` augmented copies of each slice of `case`, encoded (and cached) with their labels.
@@ -157,28 +162,12 @@ fn augmented(
         })
         .collect();
     let tag = format!("{}:aug{views}:seed{seed}", sam.config.model_id);
-    let entry = cache_dir.join(format!(
-        "{}.safetensors",
-        cache::key(case.key.as_bytes(), &tag)
-    ));
-    let cached = std::fs::read(&entry)
-        .ok()
-        .and_then(|b| VolumeEmbeddings::from_bytes(&b).ok())
-        .filter(|v| v.slices.len() == images.len());
-    let emb = match cached {
-        Some(v) => v,
-        None => {
-            let prepared = PreparedVolume {
-                inputs: images,
-                ..case.prepared.clone()
-            };
-            let bytes = cache::encode_volume(sam, &prepared)
-                .to_bytes()
-                .map_err(|e| e.to_string())?;
-            std::fs::write(&entry, &bytes).map_err(|e| format!("{}: {e}", entry.display()))?;
-            VolumeEmbeddings::from_bytes(&bytes).map_err(|e| e.to_string())?
-        }
+    let prepared = PreparedVolume {
+        inputs: images,
+        ..case.prepared.clone()
     };
+    let key = cache::key(case.key.as_bytes(), &tag);
+    let emb = embeddings(sam, &key, &prepared, cache_dir)?;
     Ok(draws
         .iter()
         .zip(emb.slices)
@@ -251,9 +240,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
         k: 0,
         draw: 0,
         patients: vec![],
-        dice: (0..CLASSES.len())
-            .map(|k| mean(per_volume.iter().map(|d| d[k])))
-            .collect(),
+        dice: class_means(&per_volume),
         train_s: 0.0,
         eval_s: t.elapsed().as_secs_f64(),
     });
@@ -396,10 +383,6 @@ fn train_and_score<M: Segmenter>(
     let t = Instant::now();
     let dice = score(&model, test, images, pe)?;
     Ok((dice, train_s, t.elapsed().as_secs_f64()))
-}
-
-fn fmt(v: Option<f64>) -> String {
-    v.map_or("-".into(), |d| format!("{d:.4}"))
 }
 
 fn report(r: &Run) {

@@ -15,7 +15,7 @@ use autosam::train::{Progress, Sample, TrainConfig, fit, inputs, shuffle};
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::eval_box::{DiceTable, labelled_pairs, read_volume};
+use super::eval_box::{DiceTable, labelled_pairs, read_volume, volume_from_bytes};
 
 /// Pairs whose name starts with one of the comma-separated prefixes (all when `None`).
 pub fn select(
@@ -41,18 +41,14 @@ pub fn select(
     Ok(chosen)
 }
 
-/// A volume's embeddings from the cache, or encoded now and stored there.
+/// A volume's embeddings from the cache entry `key`, or encoded now and stored there.
 pub fn embeddings(
     sam: &Sam,
-    image_path: &Path,
+    key: &str,
     prepared: &PreparedVolume,
     cache_dir: &Path,
 ) -> Result<VolumeEmbeddings, String> {
-    let bytes = std::fs::read(image_path).map_err(|e| format!("{}: {e}", image_path.display()))?;
-    let entry = cache_dir.join(format!(
-        "{}.safetensors",
-        cache::key(&bytes, &sam.config.model_id)
-    ));
+    let entry = cache_dir.join(format!("{key}.safetensors"));
     // A missing, unreadable or stale entry is simply recomputed.
     let cached = std::fs::read(&entry)
         .ok()
@@ -89,11 +85,13 @@ impl Case {
     ) -> Result<Self, String> {
         let (name, image, gt) = pair;
         let t = Instant::now();
-        let volume = read_volume(image)?;
+        // One read of the image serves both the volume and its cache key.
+        let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
+        let volume = volume_from_bytes(image, &bytes)?;
+        let key = cache::key(&bytes, &sam.config.model_id);
         let truth = read_volume(gt)?.labels();
         let prepared = PreparedVolume::new(&volume, sam.input_size());
-        let embeddings = embeddings(sam, image, &prepared, cache_dir)?;
-        let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
+        let embeddings = embeddings(sam, &key, &prepared, cache_dir)?;
         eprintln!(
             "{name}: {} slices ready in {:.1} s",
             prepared.slice_count(),
@@ -101,7 +99,7 @@ impl Case {
         );
         Ok(Self {
             name: name.clone(),
-            key: cache::key(&bytes, &sam.config.model_id),
+            key,
             prepared,
             truth,
             embeddings,
