@@ -53,7 +53,7 @@ pub fn cardiac_classes() -> Vec<ClassInfo> {
 #[derive(Default)]
 struct Collect {
     path: Vec<String>,
-    out: Weights,
+    out: Vec<(String, Vec<usize>, Tensor<1>)>,
 }
 
 impl ModuleVisitor for Collect {
@@ -68,11 +68,8 @@ impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let t = param.val();
         let shape = t.dims().to_vec();
-        let data = t.into_data().convert::<f32>().try_to_vec::<f32>();
-        if let Ok(data) = data {
-            self.out
-                .insert(self.path.join("."), HostTensor::new(shape, data));
-        }
+        let n: usize = shape.iter().product();
+        self.out.push((self.path.join("."), shape, t.reshape([n])));
     }
 }
 
@@ -110,11 +107,26 @@ impl ModuleMapper for Assign<'_> {
     }
 }
 
-/// The head's parameters by module path (blocking reads: CPU backend, or native wgpu).
-pub fn to_weights(head: &Head) -> Weights {
+/// The head's parameters as flat tensors with their module path and shape, still on the
+/// device: the page reads them back asynchronously (a blocking read panics on WebGPU).
+pub fn params(head: &Head) -> Vec<(String, Vec<usize>, Tensor<1>)> {
     let mut c = Collect::default();
     head.visit(&mut c);
     c.out
+}
+
+/// The head's parameters by module path (blocking reads: CPU backend, or native wgpu).
+pub fn to_weights(head: &Head) -> Result<Weights> {
+    let mut w = Weights::default();
+    for (name, shape, t) in params(head) {
+        let data = t
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Weights(format!("{name}: {e:?}")))?;
+        w.insert(name, HostTensor::new(shape, data));
+    }
+    Ok(w)
 }
 
 /// Puts stored parameters into a head of the same kind and shape.
@@ -142,8 +154,13 @@ pub fn save(head: &Head, info: &HeadInfo, precision: Precision) -> Result<Vec<u8
             head.classes()
         )));
     }
+    write(&to_weights(head)?, info, precision)
+}
+
+/// A head file from parameters already on the host ([`params`] read back).
+pub fn write(weights: &Weights, info: &HeadInfo, precision: Precision) -> Result<Vec<u8>> {
     let json = serde_json::to_string(info).expect("head info serialises");
-    format::write_file(&to_weights(head), HEAD_FORMAT, &[("head", json)], precision)
+    format::write_file(weights, HEAD_FORMAT, &[("head", json)], precision)
 }
 
 /// The info and tensors of a head file; build a head of `info.kind` and [`assign`] them.
