@@ -1,35 +1,117 @@
-// The page: file in, slice on a canvas. All decoding and rendering is in Rust (window.wasmBindings,
-// set by trunk's loader); this file only wires events. Nothing is uploaded anywhere.
+// The page: volumes in, slices on a canvas, labels from the model, boxes or the brush, a head
+// taught here. Decoding and rendering are Rust (window.wasmBindings, set by trunk's loader); the
+// model runs in a Web Worker (worker.js) so the page never freezes. Nothing is uploaded anywhere.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 // trunk puts this script in <head>: the elements exist once the document is parsed.
 let status, canvas, ctx;
 
-const view = { volume: null, name: "", index: 0, level: 0, window: 1, opacity: 0.5, drag: null, image: null };
-// The model is fetched from this page's origin on first use and kept; `classes` comes with the head.
-const model = { value: null, classes: [], useGpu: false, backendKnown: null, cancel: false, busy: false };
+// Loaded volumes: {name, volume (WebVolume), hash, labels: null | "file" | "drawn" | "model",
+// index: [per axis], level, window, embeddings: Map(slice -> Float32Array)}.
+const volumes = [];
+let current = null;
+const view = { opacity: 0.5, drag: null, image: null, tool: "window", undo: [] };
+// Names and colours of label codes, background first; from the head once one is loaded.
+const PALETTE = ["#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+  "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3"];
+let classes = [];
+const model = { info: null, useGpu: false, report: null, cancel: false, busy: false };
 
 function setStatus(state, message) {
   status.dataset.state = state;
   status.textContent = message;
 }
 
+const seconds = (ms) => (ms < 60000 ? `${Math.round(ms / 1000)} s` : `${(ms / 60000).toFixed(1)} min`);
+
+// ---- the worker -------------------------------------------------------------------------------
+
+const worker = { w: null, next: 1, pending: new Map(), ready: null };
+
+function call(op, args, transfer) {
+  return new Promise((ok, fail) => {
+    const id = worker.next++;
+    worker.pending.set(id, { ok, fail });
+    worker.w.postMessage({ id, op, args }, transfer || []);
+  });
+}
+
+function startWorker() {
+  // The bundle's hashed names, from trunk's preload links.
+  const js = document.querySelector('link[rel="modulepreload"][href$=".js"]').href;
+  const bg = document.querySelector('link[rel="preload"][href$=".wasm"]').href;
+  worker.w = new Worker("worker.js", { type: "module" });
+  worker.w.onmessage = (e) => {
+    const { id, ok, value, error } = e.data;
+    const p = worker.pending.get(id);
+    worker.pending.delete(id);
+    if (ok) p.ok(value); else p.fail(new Error(error));
+  };
+  worker.w.onerror = (e) => setStatus("error", `The model's worker failed: ${e.message}`);
+  worker.ready = call("init", { js, bg });
+  return worker.ready;
+}
+
+// ---- classes ----------------------------------------------------------------------------------
+
+function setClasses(list) {
+  classes = list.map((c, i) => ({ name: c.name, color: c.color || PALETTE[i % PALETTE.length] }));
+  $("class-names").value = classes.slice(1).map((c) => c.name).join(", ");
+  for (const v of volumes) v.volume.setPalette(classes.map((c) => c.color));
+  const select = $("draw-class");
+  const keep = select.value;
+  select.textContent = "";
+  classes.slice(1).forEach((c, i) => select.add(new Option(`${i + 1} ${c.name}`, String(i + 1))));
+  if (keep && Number(keep) < classes.length) select.value = keep;
+  keepBoxes();
+  legend();
+}
+
+// From the "Classes" field: names for codes 1..n, at least as many as the labels use.
+function classesFromNames(atLeast) {
+  const names = $("class-names").value.split(",").map((s) => s.trim()).filter(Boolean);
+  while (names.length < atLeast) names.push(`class ${names.length + 1}`);
+  return [{ name: "background" }, ...names.map((name) => ({ name }))]
+    .map((c, i) => ({ name: c.name, color: (classes[i] && classes[i].name === c.name && classes[i].color) || PALETTE[i % PALETTE.length] }));
+}
+
+// "Box mask minus": classes whose pixels a new box mask leaves alone (the LV inside a
+// myocardium box).
+function keepBoxes() {
+  const div = $("keep");
+  const drawn = Number($("draw-class").value);
+  const checked = new Set([...div.querySelectorAll("input:checked")].map((i) => Number(i.value)));
+  div.textContent = "Box mask minus: ";
+  classes.forEach((c, i) => {
+    if (i === 0 || i === drawn) return;
+    const label = document.createElement("label");
+    const box = Object.assign(document.createElement("input"), { type: "checkbox", value: String(i) });
+    box.checked = checked.has(i) || (/^myo/i.test(classes[drawn]?.name || "") && /^lv$/i.test(c.name));
+    label.append(box, ` ${c.name} `);
+    div.append(label);
+  });
+}
+
+// ---- viewing ----------------------------------------------------------------------------------
+
 function draw() {
-  const v = view.volume;
-  if (!v) return;
+  const s = current;
+  if (!s) return;
+  const v = s.volume, axis = v.viewAxis();
   const w = v.width(), h = v.height();
-  const rgba = v.renderSlice(view.index, view.level, view.window, view.opacity);
+  const rgba = v.renderSlice(s.index[axis], s.level, s.window, view.opacity);
   const image = new ImageData(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), w, h);
   const off = view.image && view.image.width === w && view.image.height === h
     ? view.image : Object.assign(document.createElement("canvas"), { width: w, height: h });
   off.getContext("2d").putImageData(image, 0, 0);
   view.image = off;
-  // Fit the viewport, then back the canvas with device pixels so it stays crisp on high-DPI screens.
-  const spacing = v.summary().spacing_mm;
-  const aspect = (h * spacing[1]) / (w * spacing[0]) || h / w;
+  // Fit the viewport with the voxels' true aspect, then back the canvas with device pixels so it
+  // stays crisp on high-DPI screens.
+  const [sx, sy] = v.pixelSpacing();
+  const aspect = (h * sy) / (w * sx) || h / w;
   const top = canvas.getBoundingClientRect().top + window.scrollY;
-  const cssW = Math.max(160, Math.min(window.innerWidth - 420, 720, (window.innerHeight - top - 24) / aspect));
+  const cssW = Math.max(160, Math.min(window.innerWidth - 440, 720, (window.innerHeight - top - 24) / aspect));
   const cssH = cssW * aspect;
   const dpr = window.devicePixelRatio || 1;
   canvas.style.width = `${cssW}px`;
@@ -38,58 +120,147 @@ function draw() {
   canvas.height = Math.round(cssH * dpr);
   ctx.imageSmoothingEnabled = true;
   ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
-  $("position").textContent =
-    `slice ${view.index + 1} / ${v.sliceCount()} · level ${view.level.toPrecision(4)} · window ${view.window.toPrecision(4)}`;
+  if (view.drag && view.drag.box) {
+    const b = view.drag.box, kx = canvas.width / w, ky = canvas.height / h;
+    ctx.strokeStyle = classes[Number($("draw-class").value)]?.color || "#ffff00";
+    ctx.lineWidth = 2 * dpr;
+    ctx.strokeRect(b[0] * kx, b[1] * ky, (b[2] - b[0]) * kx, (b[3] - b[1]) * ky);
+  }
+  $("position").textContent = `${planeName(v, axis)} slice ${s.index[axis] + 1} / ${v.sliceCount()} · `
+    + `level ${s.level.toPrecision(4)} · window ${s.window.toPrecision(4)}`;
 }
 
-function load(file) {
-  setStatus("busy", `Reading ${file.name}…`);
-  file.arrayBuffer().then((buffer) => {
-    const { WebVolume } = window.wasmBindings;
-    let volume;
-    try {
-      volume = new WebVolume(new Uint8Array(buffer), 0);
-    } catch (e) {
-      setStatus("error", `${file.name}: ${e.message || e}`);
-      return;
-    }
-    if (model.busy) model.cancel = true;
-    if (view.volume) view.volume.free();
-    view.volume = volume;
-    view.name = file.name;
-    $("export").disabled = true;
-    $("legend").textContent = "";
-    $("measures").hidden = true;
-    view.index = Math.floor(volume.sliceCount() / 2);
-    [view.level, view.window] = volume.defaultWindow();
-    $("file-name").textContent = file.name;
-    $("summary").textContent = volume.summaryText();
-    $("viewer").hidden = false;
-    draw();
-    canvas.focus({ preventScroll: true });
-    setStatus("ready", `${file.name} loaded`);
-  }, (e) => setStatus("error", `${file.name}: cannot read the file (${e})`));
+// The plane a slice along `axis` shows, from the orientation letters (RAS: i -> sagittal).
+function planeName(v, axis) {
+  const letter = (v.summary().orientation || "")[axis] || "";
+  return { R: "sagittal", L: "sagittal", A: "coronal", P: "coronal", S: "axial", I: "axial" }[letter] || `axis ${"ijk"[axis]}`;
+}
+
+function planes() {
+  const span = $("planes");
+  span.textContent = "";
+  const v = current.volume;
+  for (const axis of [v.segAxis(), ...[0, 1, 2].filter((a) => a !== v.segAxis())]) {
+    const b = document.createElement("button");
+    b.textContent = planeName(v, axis) + (axis === v.segAxis() ? " (acquired)" : "");
+    b.classList.toggle("on", axis === v.viewAxis());
+    b.addEventListener("click", () => { v.setViewAxis(axis); planes(); draw(); });
+    span.append(b);
+  }
 }
 
 function step(delta) {
-  if (!view.volume) return;
-  const n = view.volume.sliceCount();
-  view.index = Math.max(0, Math.min(n - 1, view.index + delta));
+  if (!current) return;
+  const v = current.volume, axis = v.viewAxis();
+  current.index[axis] = Math.max(0, Math.min(v.sliceCount() - 1, current.index[axis] + delta));
   draw();
 }
 
-function voxelUnder(event) {
-  const v = view.volume, r = canvas.getBoundingClientRect();
-  const x = Math.floor(((event.clientX - r.left) / r.width) * v.width());
-  const y = Math.floor(((event.clientY - r.top) / r.height) * v.height());
-  const value = v.valueAt(view.index, x, y);
+// Display pixel under the pointer, in voxel units (fractional).
+function pointer(event) {
+  const v = current.volume, r = canvas.getBoundingClientRect();
+  return [((event.clientX - r.left) / r.width) * v.width(), ((event.clientY - r.top) / r.height) * v.height()];
+}
+
+function readout(event) {
+  const v = current.volume, [px, py] = pointer(event), x = Math.floor(px), y = Math.floor(py);
+  const index = current.index[v.viewAxis()];
+  const value = v.valueAt(index, x, y);
   if (value === undefined) return "";
-  const label = v.labelAt(view.index, x, y);
-  const name = label === undefined ? "" : ` · ${model.classes[label] ? model.classes[label].name : label}`;
+  const label = v.labelAt(index, x, y);
+  const name = label === undefined ? "" : ` · ${classes[label] ? classes[label].name : label}`;
   return `(${x}, ${y}) ${value.toPrecision(5)}${name}`;
 }
 
-// Reads a same-origin file with a progress line (these are the only requests the page makes).
+function showVolume(s) {
+  current = s;
+  const v = s.volume;
+  $("volumes").value = String(volumes.indexOf(s));
+  $("file-name").textContent = s.name;
+  $("summary").textContent = v.summaryText();
+  $("export").disabled = !v.hasLabels();
+  $("viewer").hidden = false;
+  view.image = null;
+  planes();
+  draw();
+  measures();
+}
+
+function listVolumes() {
+  const select = $("volumes");
+  select.textContent = "";
+  volumes.forEach((s, i) => select.add(new Option(`${s.name}${s.labels ? ` · labels (${s.labels})` : ""}`, String(i))));
+  if (current) select.value = String(volumes.indexOf(current));
+}
+
+// ---- loading ----------------------------------------------------------------------------------
+
+const LABEL_NAME = /[_-](gt|seg|segmentation|label|labels|mask)(\.nii)?(\.gz)?$/i;
+const stem = (name) => name.replace(/\.nii(\.gz)?$/i, "").replace(/[_-](gt|seg|segmentation|label|labels|mask)$/i, "");
+
+async function hashHex(buffer) {
+  const d = await crypto.subtle.digest("SHA-256", buffer);
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function decode(file) {
+  const buffer = await file.arrayBuffer();
+  const volume = new window.wasmBindings.WebVolume(new Uint8Array(buffer), 0);
+  return { name: file.name, volume, hash: await hashHex(buffer) };
+}
+
+// Images first, then label maps matched to them by name, else by grid. `asLabels`: the user
+// says these files are label maps for the shown volume.
+async function loadFiles(files, asLabels) {
+  const problems = [], images = [], maps = [];
+  setStatus("busy", `Reading ${files.length} file${files.length > 1 ? "s" : ""}…`);
+  for (const file of files) {
+    try {
+      const d = await decode(file);
+      const isLabel = asLabels || LABEL_NAME.test(file.name) || (d.volume.looksLikeLabels() && volumes.length + images.length > 0);
+      (isLabel ? maps : images).push(d);
+    } catch (e) {
+      problems.push(`${file.name}: ${e.message || e}`);
+    }
+  }
+  if (model.busy && images.length) model.cancel = true;
+  for (const d of images) {
+    const v = d.volume;
+    const [level, window] = v.defaultWindow();
+    const index = [0, 1, 2].map((a) => { v.setViewAxis(a); return Math.floor(v.sliceCount() / 2); });
+    v.setViewAxis(v.segAxis());
+    v.setPalette(classes.map((c) => c.color));
+    volumes.push({ ...d, labels: null, index, level, window, embeddings: new Map() });
+  }
+  let shown = images.length ? volumes[volumes.length - 1] : current;
+  for (const m of maps) {
+    const target = asLabels ? current
+      : volumes.find((s) => stem(s.name) === stem(m.name) && s.volume.sameGrid(m.volume))
+        || [...images.map((d) => volumes.find((s) => s.hash === d.hash)), current].find((s) => s && s.volume.sameGrid(m.volume));
+    try {
+      if (!target) throw new Error("no loaded image has its size: drop it together with its image");
+      target.volume.setLabelsFrom(m.volume);
+      target.labels = "file";
+      shown = target;
+      const max = target.volume.maxLabel();
+      if (max >= classes.length) setClasses(classesFromNames(max));
+    } catch (e) {
+      problems.push(`${m.name}: ${e.message || e}`);
+    }
+    m.volume.free();
+  }
+  listVolumes();
+  if (shown) showVolume(shown);
+  canvas.focus({ preventScroll: true });
+  if (problems.length) setStatus("error", problems.join(" · "));
+  else if (shown) {
+    const labelled = maps.length ? ` with labels (${maps.map((m) => m.name).join(", ")})` : "";
+    setStatus("ready", `${images.map((d) => d.name).join(", ") || shown.name} loaded${labelled}`);
+  }
+}
+
+// Same-origin files with a progress line (these and the bundle are the only requests the page
+// makes; the service worker serves them offline after the first visit).
 async function fetchBytes(url, label) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${label}: ${url} answered ${response.status}`);
@@ -111,63 +282,116 @@ async function fetchBytes(url, label) {
 }
 
 async function getModel() {
-  if (model.value) return model.value;
-  await model.backendKnown;
+  if (model.info) return model.info;
+  await worker.ready;
   const weights = await fetchBytes("lite_medsam.int8.safetensors", "the encoder (LiteMedSAM, int8)");
   const head = await fetchBytes("heads/cardiac.safetensors", "the cardiac head");
   setStatus("busy", "Preparing the model…");
-  model.value = await window.wasmBindings.loadModel(weights, head, model.useGpu);
-  model.classes = model.value.classes();
-  return model.value;
+  const info = await call("load", { weights: weights.buffer, head: head.buffer, useGpu: model.useGpu }, [weights.buffer, head.buffer]);
+  headChanged(info);
+  return info;
 }
 
-const seconds = (ms) => (ms < 60000 ? `${Math.round(ms / 1000)} s` : `${(ms / 60000).toFixed(1)} min`);
+function headChanged(info) {
+  model.info = info;
+  setClasses(info.classes);
+  $("segment").textContent = `Segment (${info.classes.slice(1).map((c) => c.name).join(", ")})`;
+  const t = info.head.training || {};
+  const dice = t.val_dice ?? t.validation_dice;
+  $("head-info").textContent = `Head: ${info.head.kind}, ${info.classes.length - 1} classes`
+    + (t.trained_in ? `, trained in ${t.trained_in}` : "") + (typeof dice === "number" ? `, validation Dice ${dice.toFixed(3)}` : "");
+}
 
-async function segment() {
-  const v = view.volume;
-  if (!v || model.busy) return;
+// ---- embeddings: memory, then IndexedDB by the file's SHA-256, then the encoder ----------------
+
+const db = new Promise((ok) => {
+  const open = indexedDB.open("autosam", 1);
+  open.onupgradeneeded = () => open.result.createObjectStore("embeddings");
+  open.onsuccess = () => ok(open.result);
+  open.onerror = () => ok(null); // private windows may refuse: then encode every session
+});
+
+function idb(mode, fn) {
+  return db.then((d) => d && new Promise((ok) => {
+    const tx = d.transaction("embeddings", mode);
+    const r = fn(tx.objectStore("embeddings"));
+    tx.oncomplete = () => ok(r.result);
+    tx.onerror = tx.onabort = () => ok(undefined);
+  }));
+}
+
+async function embedding(s, z) {
+  if (s.embeddings.has(z)) return s.embeddings.get(z);
+  const key = `${s.hash}/${model.info.encoder}/${s.volume.segAxis()}/${z}`;
+  let e = await idb("readonly", (store) => store.get(key));
+  if (e instanceof Float32Array) {
+    s.cacheHits = (s.cacheHits || 0) + 1;
+  } else {
+    e = await call("encode", { input: s.volume.encoderInput(z, model.info.inputSize) });
+    idb("readwrite", (store) => store.put(e, key));
+  }
+  s.embeddings.set(z, e);
+  return e;
+}
+
+// ---- segmenting -------------------------------------------------------------------------------
+
+async function job(name, fn) {
+  if (model.busy) return;
   model.busy = true;
   model.cancel = false;
-  $("segment").disabled = true;
   $("cancel").hidden = false;
-  const progress = $("progress");
+  for (const id of ["segment", "train"]) $(id).disabled = true;
   try {
-    const m = await getModel();
-    v.setPalette(model.classes.map((c) => c.color));
-    const n = v.sliceCount(), size = m.inputSize(), t0 = performance.now();
-    progress.hidden = false;
-    for (let z = 0; z < n; z++) {
-      if (model.cancel || view.volume !== v) {
-        setStatus("ready", "Segmentation cancelled");
-        return;
-      }
-      const logits = await m.segmentInput(v.encoderInput(z, size));
-      v.setLabelsFromLogits(z, logits, model.classes.length);
-      const elapsed = performance.now() - t0, left = (elapsed / (z + 1)) * (n - z - 1);
-      progress.value = (z + 1) / n;
-      setStatus("busy", `Segmenting on ${m.backend()}: slice ${z + 1} of ${n}, about ${seconds(left)} left`);
-      draw();
-      // Let the page paint and take input between slices.
-      await new Promise((ok) => setTimeout(ok, 0));
-    }
-    legend();
-    measures();
-    $("export").disabled = false;
-    setStatus("done", `Segmented ${n} slices on ${m.backend()} in ${seconds(performance.now() - t0)}`);
+    await fn();
+    const errors = await call("errors");
+    if (errors) throw new Error(`the model logged ${errors} error(s); see the console`);
   } catch (e) {
-    setStatus("error", `Segmentation failed: ${e.message || e}`);
+    setStatus("error", `${name} failed: ${e.message || e}`);
   } finally {
     model.busy = false;
-    $("segment").disabled = false;
+    for (const id of ["segment", "train"]) $(id).disabled = false;
     $("cancel").hidden = true;
-    progress.hidden = true;
+    $("progress").hidden = true;
   }
 }
+
+function progress(fraction) {
+  const p = $("progress");
+  p.hidden = false;
+  p.value = fraction;
+}
+
+const segment = () => job("Segmentation", async () => {
+  const s = current;
+  if (!s) return;
+  const info = await getModel();
+  const v = s.volume, n = v.segSliceCount(), t0 = performance.now();
+  s.cacheHits = 0;
+  for (let z = 0; z < n; z++) {
+    if (model.cancel || current !== s) {
+      setStatus("ready", "Segmentation cancelled");
+      return;
+    }
+    const logits = await call("headLogits", { embedding: await embedding(s, z) });
+    v.setLabelsFromLogits(z, logits, info.classes.length);
+    s.labels = "model";
+    const elapsed = performance.now() - t0, left = (elapsed / (z + 1)) * (n - z - 1);
+    progress((z + 1) / n);
+    setStatus("busy", `Segmenting on ${info.backend}: slice ${z + 1} of ${n}, about ${seconds(left)} left`);
+    draw();
+  }
+  listVolumes();
+  measures();
+  $("export").disabled = false;
+  const cached = s.cacheHits ? ` (${s.cacheHits} embeddings from this browser's cache)` : "";
+  setStatus("done", `Segmented ${n} slices on ${info.backend} in ${seconds(performance.now() - t0)}${cached}`);
+});
 
 function legend() {
   const ul = $("legend");
   ul.textContent = "";
-  model.classes.slice(1).forEach((c) => {
+  classes.slice(1).forEach((c) => {
     const li = document.createElement("li");
     const swatch = document.createElement("span");
     swatch.className = "swatch";
@@ -177,68 +401,313 @@ function legend() {
   });
 }
 
+// Per-class volumes; with two labelled frames of one heart (ED and ES), the cardiac function.
 function measures() {
-  const ml = view.volume.classVolumesMl(model.classes.length);
-  const t = $("measures");
+  const t = $("measures"), f = $("function");
+  t.hidden = f.hidden = true;
+  if (!current || !current.volume.hasLabels()) return;
+  const ml = current.volume.classVolumesMl(classes.length);
   t.textContent = "";
   t.createCaption().textContent = "Volumes";
-  model.classes.slice(1).forEach((c, i) => {
+  classes.slice(1).forEach((c, i) => {
     const row = t.insertRow();
     row.insertCell().textContent = c.name;
     row.insertCell().textContent = `${ml[i + 1].toFixed(1)} mL`;
   });
   t.hidden = false;
+  const code = (name) => classes.findIndex((c) => c.name.toUpperCase() === name);
+  const [lv, rv, myo] = ["LV", "RV", "MYO"].map(code);
+  if (lv < 1) return;
+  const frames = volumes.filter((s) => s.volume.hasLabels() && s.volume.sameGrid(current.volume));
+  if (frames.length < 2) return;
+  const vols = frames.map((s) => ({ s, ml: s.volume.classVolumesMl(classes.length) }));
+  vols.sort((a, b) => b.ml[lv] - a.ml[lv]);
+  const ed = vols[0], es = vols[vols.length - 1];
+  f.textContent = "";
+  f.createCaption().textContent = `Cardiac function: ED ${ed.s.name}, ES ${es.s.name}`;
+  const row = (name, value) => { const r = f.insertRow(); r.insertCell().textContent = name; r.insertCell().textContent = value; };
+  for (const [name, k] of [["LV", lv], ["RV", rv]]) {
+    if (k < 1) continue;
+    const edv = ed.ml[k], esv = es.ml[k], sv = edv - esv;
+    row(`${name} EDV / ESV`, `${edv.toFixed(1)} / ${esv.toFixed(1)} mL`);
+    row(`${name} stroke volume`, `${sv.toFixed(1)} mL`);
+    row(`${name} ejection fraction`, edv > 0 ? `${((100 * sv) / edv).toFixed(1)} %` : "–");
+  }
+  if (myo > 0) row("Myocardial mass (ED, 1.05 g/mL)", `${(ed.ml[myo] * 1.05).toFixed(1)} g`);
+  f.hidden = false;
 }
 
-function exportNifti() {
-  const bytes = view.volume.exportLabels();
+function download(bytes, name, type) {
   const a = document.createElement("a");
-  a.href = URL.createObjectURL(new Blob([bytes], { type: "application/gzip" }));
-  a.download = `${view.name.replace(/\.nii(\.gz)?$/i, "")}_seg.nii.gz`;
+  a.href = URL.createObjectURL(new Blob([bytes], { type }));
+  a.download = name;
   a.click();
   setTimeout(() => URL.revokeObjectURL(a.href), 10000);
 }
 
+function exportNifti() {
+  try {
+    download(current.volume.exportLabels(), `${stem(current.name)}_seg.nii.gz`, "application/gzip");
+  } catch (e) {
+    setStatus("error", `Export failed: ${e.message || e}`);
+  }
+}
+
+// ---- labelling: boxes, brush, undo ------------------------------------------------------------
+
+function remember(s) {
+  const v = s.volume, axis = v.viewAxis(), index = s.index[axis];
+  view.undo.push({ s, axis, index, plane: v.sliceLabels(index) });
+  if (view.undo.length > 50) view.undo.shift();
+  $("undo").disabled = false;
+}
+
+function undo() {
+  const u = view.undo.pop();
+  $("undo").disabled = view.undo.length === 0;
+  if (!u) return;
+  const v = u.s.volume, axis = v.viewAxis();
+  v.setViewAxis(u.axis);
+  v.restoreSliceLabels(u.index, u.plane);
+  v.setViewAxis(axis);
+  draw();
+  measures();
+}
+
+function edited(s) {
+  s.labels = "drawn";
+  $("export").disabled = false;
+  listVolumes();
+  measures();
+}
+
+const boxMask = (s, a, b) => job("Box", async () => {
+  const info = await getModel();
+  const v = s.volume, z = s.index[v.viewAxis()];
+  const box = v.encoderBox(info.inputSize, a, b);
+  setStatus("busy", "Box: encoding the slice…");
+  const logits = await call("boxLogits", { embedding: await embedding(s, z), box });
+  const cls = Number($("draw-class").value);
+  const keep = [...$("keep").querySelectorAll("input:checked")].map((i) => Number(i.value));
+  remember(s);
+  const n = v.applyMask(z, cls, logits, Uint8Array.from(keep));
+  edited(s);
+  draw();
+  setStatus("done", `Box: ${n} pixels of ${classes[cls].name} on slice ${z + 1}`);
+});
+
+function paintAt(event) {
+  const [x, y] = pointer(event), v = current.volume;
+  const cls = view.tool === "eraser" ? 0 : Number($("draw-class").value);
+  v.paint(current.index[v.viewAxis()], x, y, Number($("radius").value), cls);
+  draw();
+}
+
+// ---- teaching ---------------------------------------------------------------------------------
+
+const teach = () => job("Teaching", async () => {
+  const info = await getModel();
+  // Slices a person labelled (a dropped label map, boxes or the brush), not the model's own.
+  const sources = volumes.filter((s) => (s.labels === "file" || s.labels === "drawn") && s.volume.hasLabels());
+  if (!sources.length) throw new Error("no labelled volume: drop a label map with its image, or label slices with Box or Brush");
+  const max = Math.max(...sources.map((s) => s.volume.maxLabel()));
+  const names = classesFromNames(max).slice(0, max + 1);
+  const slices = sources.flatMap((s) => Array.from(s.volume.labelledSlices(), (z) => ({ s, z })));
+  const samples = [], t0 = performance.now();
+  for (const [i, { s, z }] of slices.entries()) {
+    if (model.cancel) return setStatus("ready", "Teaching cancelled");
+    progress(i / slices.length);
+    setStatus("busy", `Teaching: embedding slice ${i + 1} of ${slices.length}`);
+    // Every fifth slice validates, when there are enough to spare.
+    samples.push({ embedding: await embedding(s, z), labels: s.volume.trainingLabels(z, info.inputSize), validation: slices.length >= 5 && i % 5 === 4 });
+  }
+  const kind = $("head-kind").value, epochs = Math.max(1, Number($("epochs").value) || 1);
+  const { stepsPerEpoch } = await call("teachStart", { kind, classes: names, lr: 5e-4, batch: 4, seed: 0, samples });
+  const history = { loss: [], dice: [], steps: stepsPerEpoch * epochs };
+  const t1 = performance.now();
+  let dice;
+  for (let e = 0; e < epochs; e++) {
+    for (let k = 0; k < stepsPerEpoch; k++) {
+      if (model.cancel) {
+        setStatus("ready", `Teaching stopped after ${history.loss.length} steps; the head so far is applied`);
+        break;
+      }
+      const r = await call("teachStep");
+      history.loss.push(r.loss);
+      const done = history.loss.length, left = ((performance.now() - t1) / done) * (history.steps - done);
+      progress(done / history.steps);
+      setStatus("busy", `Teaching a ${kind} head on ${info.backend}: epoch ${e + 1} of ${epochs}, loss ${r.loss.toFixed(4)}, about ${seconds(left)} left`);
+      plot(history);
+    }
+    if (model.cancel) break;
+    dice = await call("teachValidate");
+    history.dice.push({ at: history.loss.length, dice });
+    plot(history);
+  }
+  const summary = { epochs: history.dice.length, steps: history.loss.length, final_loss: history.loss.at(-1), sources: sources.map((s) => s.name) };
+  if (typeof dice === "number") summary.val_dice = dice;
+  headChanged(await call("teachApply", { summary }));
+  if (!model.cancel) {
+    const n = history.dice.length;
+    setStatus("done", `Taught a ${kind} head: ${n} epoch${n === 1 ? "" : "s"} on ${samples.length} slices in ${seconds(performance.now() - t0)}`
+      + (typeof dice === "number" ? `, validation Dice ${dice.toFixed(3)}` : "") + "; Segment now uses it");
+  }
+});
+
+// Loss per step (left scale) and validation Dice per epoch (0-1, right scale).
+function plot(h) {
+  const c = $("plot"), g = c.getContext("2d"), dpr = window.devicePixelRatio || 1;
+  c.hidden = false;
+  const W = 320, H = 150;
+  c.style.width = `${W}px`;
+  c.style.height = `${H}px`;
+  c.width = W * dpr;
+  c.height = H * dpr;
+  g.scale(dpr, dpr);
+  g.fillStyle = "#202328";
+  g.fillRect(0, 0, W, H);
+  const x0 = 34, x1 = W - 30, y0 = 10, y1 = H - 22, top = Math.max(...h.loss, 1e-6);
+  g.strokeStyle = "#3c4043";
+  g.strokeRect(x0, y0, x1 - x0, y1 - y0);
+  g.fillStyle = "#9aa0a6";
+  g.font = "11px system-ui";
+  g.fillText(top.toPrecision(2), 2, y0 + 8);
+  g.fillText("0", 2, y1);
+  g.fillText("loss", x0 + 4, H - 6);
+  g.fillText("Dice", x1 - 24, H - 6);
+  g.fillText("1", x1 + 6, y0 + 8);
+  g.fillText("0", x1 + 6, y1);
+  const x = (step) => x0 + ((x1 - x0) * step) / Math.max(1, h.steps);
+  const line = (points, scale, color) => {
+    g.strokeStyle = g.fillStyle = color;
+    g.beginPath();
+    points.forEach(([step, v], i) => { const py = y1 - (y1 - y0) * (v / scale); i ? g.lineTo(x(step), py) : g.moveTo(x(step), py); });
+    g.stroke();
+    for (const [step, v] of points) g.fillRect(x(step) - 2, y1 - (y1 - y0) * (v / scale) - 2, 4, 4);
+  };
+  line(h.loss.map((v, i) => [i + 1, v]), top, "#8ab4f8");
+  line(h.dice.filter((d) => typeof d.dice === "number").map((d) => [d.at, d.dice]), 1, "#3cb44b");
+}
+
+async function importHead(file) {
+  await job("Importing the head", async () => {
+    await getModel();
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    headChanged(await call("setHead", { bytes: bytes.buffer }, [bytes.buffer]));
+    setStatus("done", `${file.name}: head loaded (${classes.slice(1).map((c) => c.name).join(", ")})`);
+  });
+}
+
+const exportHead = () => job("Exporting the head", async () => {
+  await getModel();
+  const bytes = await call("exportHead");
+  download(bytes, `autosam-head-${model.info.head.kind}.safetensors`, "application/octet-stream");
+  setStatus("done", "Head exported");
+});
+
+// ---- events -----------------------------------------------------------------------------------
+
 function wire() {
   const drop = $("drop");
-  for (const target of [document.body]) {
-    target.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-    target.addEventListener("dragleave", () => drop.classList.remove("over"));
-    target.addEventListener("drop", (e) => {
-      e.preventDefault();
-      drop.classList.remove("over");
-      if (e.dataTransfer.files.length) load(e.dataTransfer.files[0]);
-    });
-  }
-  $("volume-input").addEventListener("change", (e) => { if (e.target.files.length) load(e.target.files[0]); });
+  document.body.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  document.body.addEventListener("dragleave", () => drop.classList.remove("over"));
+  document.body.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    if (e.dataTransfer.files.length) loadFiles([...e.dataTransfer.files], false);
+  });
+  $("volume-input").addEventListener("change", (e) => { if (e.target.files.length) loadFiles([...e.target.files], false); e.target.value = ""; });
+  $("label-input").addEventListener("change", (e) => {
+    if (!e.target.files.length) return;
+    if (!current) setStatus("error", "Load the image first, then its label map");
+    else loadFiles([...e.target.files], true);
+    e.target.value = "";
+  });
+  $("volumes").addEventListener("change", (e) => showVolume(volumes[Number(e.target.value)]));
   canvas.addEventListener("wheel", (e) => { e.preventDefault(); step(e.deltaY > 0 ? 1 : -1); }, { passive: false });
   canvas.addEventListener("keydown", (e) => {
     const d = { ArrowUp: 1, ArrowRight: 1, PageUp: 5, ArrowDown: -1, ArrowLeft: -1, PageDown: -5 }[e.key];
     if (d) { e.preventDefault(); step(d); }
   });
-  canvas.addEventListener("mousedown", (e) => {
-    view.drag = { x: e.clientX, y: e.clientY, level: view.level, window: view.window };
+  window.addEventListener("keydown", (e) => {
+    if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
   });
-  window.addEventListener("mouseup", () => { view.drag = null; });
+  canvas.addEventListener("mousedown", (e) => {
+    if (!current) return;
+    const [x, y] = pointer(e);
+    view.drag = { x: e.clientX, y: e.clientY, at: [x, y], level: current.level, window: current.window };
+    if (view.tool === "brush" || view.tool === "eraser") { remember(current); paintAt(e); }
+  });
+  window.addEventListener("mouseup", (e) => {
+    const d = view.drag;
+    view.drag = null;
+    if (!d || !current) return;
+    if (view.tool === "box" && d.box && d.box[2] - d.box[0] >= 2 && d.box[3] - d.box[1] >= 2) {
+      boxMask(current, [d.box[0], d.box[1]], [d.box[2], d.box[3]]);
+    } else if (view.tool === "brush" || view.tool === "eraser") {
+      edited(current);
+    }
+    draw();
+  });
   canvas.addEventListener("mousemove", (e) => {
-    if (!view.volume) return;
-    $("readout").textContent = voxelUnder(e);
-    if (!view.drag) return;
-    // One canvas width of drag doubles or halves the window; height moves the level by a window.
-    const r = canvas.getBoundingClientRect(), d = view.drag;
-    view.window = Math.max(1e-6, d.window * Math.pow(2, (e.clientX - d.x) / r.width * 2));
-    view.level = d.level - ((e.clientY - d.y) / r.height) * d.window;
+    if (!current) return;
+    $("readout").textContent = readout(e);
+    const d = view.drag;
+    if (!d) return;
+    if (view.tool === "window") {
+      // One canvas width of drag doubles or halves the window; height moves the level by a window.
+      const r = canvas.getBoundingClientRect();
+      current.window = Math.max(1e-6, d.window * Math.pow(2, ((e.clientX - d.x) / r.width) * 2));
+      current.level = d.level - ((e.clientY - d.y) / r.height) * d.window;
+    } else if (view.tool === "box") {
+      const [x, y] = pointer(e);
+      d.box = [Math.min(d.at[0], x), Math.min(d.at[1], y), Math.max(d.at[0], x), Math.max(d.at[1], y)];
+    } else {
+      paintAt(e);
+      return;
+    }
     draw();
   });
   canvas.addEventListener("dblclick", () => {
-    [view.level, view.window] = view.volume.defaultWindow();
+    if (view.tool !== "window") return;
+    [current.level, current.window] = current.volume.defaultWindow();
     draw();
   });
+  for (const b of document.querySelectorAll("[data-tool]")) {
+    b.addEventListener("click", () => {
+      view.tool = b.dataset.tool;
+      for (const o of document.querySelectorAll("[data-tool]")) o.classList.toggle("on", o === b);
+      canvas.focus({ preventScroll: true });
+    });
+  }
   window.addEventListener("resize", draw);
   $("segment").addEventListener("click", segment);
   $("cancel").addEventListener("click", () => { model.cancel = true; });
   $("export").addEventListener("click", exportNifti);
+  $("undo").addEventListener("click", undo);
+  $("train").addEventListener("click", teach);
+  $("export-head").addEventListener("click", exportHead);
+  $("import-head").addEventListener("change", (e) => { if (e.target.files.length) importHead(e.target.files[0]); e.target.value = ""; });
+  $("draw-class").addEventListener("change", keepBoxes);
+  $("class-names").addEventListener("change", () => { setClasses(classesFromNames(0)); draw(); });
   $("opacity").addEventListener("input", (e) => { view.opacity = Number(e.target.value); draw(); });
+}
+
+// ---- offline ----------------------------------------------------------------------------------
+
+// The service worker serves the page's own files from Cache Storage when offline. After the
+// first visit the page asks it to keep the bundle and the model, so the next visit works offline.
+async function offline() {
+  if (!("serviceWorker" in navigator)) return;
+  try {
+    await navigator.serviceWorker.register("sw.js");
+    const ready = await navigator.serviceWorker.ready;
+    const urls = [location.pathname, "worker.js", "lite_medsam.int8.safetensors", "heads/cardiac.safetensors",
+      ...performance.getEntriesByType("resource").map((r) => r.name).filter((u) => u.startsWith(location.origin))];
+    ready.active.postMessage({ keep: [...new Set(urls.map((u) => new URL(u, location.href).href))] });
+  } catch (e) {
+    console.warn(`offline use unavailable: ${e.message || e}`);
+  }
 }
 
 async function start() {
@@ -246,16 +715,17 @@ async function start() {
   canvas = $("slice");
   ctx = canvas.getContext("2d");
   wire();
+  setClasses(classesFromNames(3));
   setStatus("ready", "Ready: drop a volume");
-  model.backendKnown = window.wasmBindings.backendReport().then((report) => {
+  startWorker().then((report) => {
     // A software adapter (SwiftShader) is far slower than the CPU backend: keep to the CPU then.
     const software = /swiftshader|llvmpipe|lavapipe/i.test(report);
     model.useGpu = report.startsWith("WebGPU") && !software;
-    $("backend").textContent = `Compute: ${report}${software ? "; a software adapter, so the CPU runs the model" : ""}`;
+    $("backend").textContent = `Compute (in a worker): ${report}${software ? "; a software adapter, so the CPU runs the model" : ""}`;
   }, (e) => {
-    $("backend").textContent = `Compute: CPU (${e.message || e})`;
+    $("backend").textContent = `Compute: unavailable (${e.message || e})`;
   });
-  await model.backendKnown;
+  offline();
 }
 
 const domReady = new Promise((ok) =>

@@ -1,29 +1,34 @@
-//! Automatic segmentation in the page: the converted encoder weights and a head, both fetched by
-//! the page from its own origin, run one slice per call so the page can show progress, stay
-//! responsive and cancel between slices.
+//! The model in the page's worker: the converted encoder weights and a head, both fetched from
+//! the page's own origin. One slice per call (encode, then head or box), so the page can show
+//! progress, cache embeddings and cancel between slices.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::{read, webgpu_device};
 use crate::heads::Head;
 use crate::heads::store::{self, HeadInfo};
-use crate::model::{Sam, format};
+use crate::model::format::Precision;
+use crate::model::{HostTensor, Sam, Weights, format};
 
-struct Inner {
-    sam: Sam,
-    head: Head,
-    info: HeadInfo,
-    pe: Tensor<4>,
+/// A head with what travels with it.
+pub(super) struct LoadedHead {
+    pub head: Head,
+    pub info: HeadInfo,
 }
 
-/// The encoder and a head on one device.
+/// The encoder and the current head on one device.
 #[wasm_bindgen]
 pub struct WebModel {
-    inner: Rc<Inner>,
+    pub(super) sam: Rc<Sam>,
+    /// The whole weights file: new heads start from its pretrained mask decoder.
+    pub(super) weights: Rc<Weights>,
+    pub(super) head: RefCell<Rc<LoadedHead>>,
+    pub(super) device: Device,
     backend: String,
 }
 
@@ -40,25 +45,33 @@ pub async fn load_model(
     let device: Device = gpu.unwrap_or_else(crate::backend::cpu);
     let file = format::read(&weights)?;
     let sam = Sam::load(&file.weights, file.config, &device)?;
-    let (info, tensors) = store::read(&head)?;
+    let head = build_head(&sam, &file.weights, &head, &device)?;
+    Ok(WebModel {
+        sam: Rc::new(sam),
+        weights: Rc::new(file.weights),
+        head: RefCell::new(Rc::new(head)),
+        device,
+        backend: backend.into(),
+    })
+}
+
+/// A head file's head on `device`, checked against the encoder it will read.
+fn build_head(
+    sam: &Sam,
+    weights: &Weights,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<LoadedHead, JsError> {
+    let (info, tensors) = store::read(bytes)?;
     if info.encoder != sam.config.model_id {
         return Err(JsError::new(&format!(
             "the head was trained on {} embeddings, but the model is {}",
             info.encoder, sam.config.model_id
         )));
     }
-    let head = Head::new(&info.kind, info.classes.len(), &file.weights, &device)
+    let head = Head::new(&info.kind, info.classes.len(), weights, device)
         .and_then(|h| store::assign(h, &tensors))?;
-    let pe = sam.dense_pe.clone();
-    Ok(WebModel {
-        inner: Rc::new(Inner {
-            sam,
-            head,
-            info,
-            pe,
-        }),
-        backend: backend.into(),
-    })
+    Ok(LoadedHead { head, info })
 }
 
 #[wasm_bindgen]
@@ -71,34 +84,107 @@ impl WebModel {
     /// The encoder's square input side (256 for LiteMedSAM).
     #[wasm_bindgen(js_name = inputSize)]
     pub fn input_size(&self) -> usize {
-        self.inner.sam.input_size()
+        self.sam.input_size()
     }
 
-    /// `[{name, color}]`, background first.
+    /// Which encoder's embeddings this is (`litemedsam`): part of an embedding's cache key.
+    #[wasm_bindgen(js_name = encoderId)]
+    pub fn encoder_id(&self) -> String {
+        self.sam.config.model_id.clone()
+    }
+
+    /// Replaces the head with a head file's (import); throws if it does not fit this encoder.
+    #[wasm_bindgen(js_name = setHead)]
+    pub fn set_head(&self, bytes: &[u8]) -> Result<(), JsError> {
+        let head = build_head(&self.sam, &self.weights, bytes, &self.device)?;
+        *self.head.borrow_mut() = Rc::new(head);
+        Ok(())
+    }
+
+    /// The current head's classes, `[{name, color}]`, background first.
     pub fn classes(&self) -> Result<JsValue, JsError> {
-        Ok(serde_wasm_bindgen::to_value(&self.inner.info.classes)?)
+        Ok(serde_wasm_bindgen::to_value(
+            &self.head.borrow().info.classes,
+        )?)
     }
 
-    /// The head's kind and training summary, as JSON.
+    /// The current head's kind and training summary, as JSON.
     #[wasm_bindgen(js_name = headSummary)]
     pub fn head_summary(&self) -> String {
-        serde_json::json!({"kind": self.inner.info.kind, "training": self.inner.info.training})
-            .to_string()
+        let h = self.head.borrow();
+        serde_json::json!({"kind": h.info.kind, "training": h.info.training}).to_string()
     }
 
-    /// A promise of the class logits `[classes, S, S]` (Float32Array) for one encoder input
-    /// (`WebVolume.encoderInput`).
-    #[wasm_bindgen(js_name = segmentInput)]
-    pub fn segment_input(&self, input: Vec<f32>) -> js_sys::Promise {
-        let inner = self.inner.clone();
+    /// A promise of the current head as a `.safetensors` file (f32), its classes in the metadata.
+    #[wasm_bindgen(js_name = exportHead)]
+    pub fn export_head(&self) -> js_sys::Promise {
+        let loaded = self.head.borrow().clone();
         future_to_promise(async move {
-            let s = inner.sam.input_size();
+            let mut weights = Weights::default();
+            for (name, shape, t) in store::params(&loaded.head) {
+                weights.insert(name, HostTensor::new(shape, read(t).await?));
+            }
+            let bytes =
+                store::write(&weights, &loaded.info, Precision::F32).map_err(JsError::from)?;
+            Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+
+    /// A promise of one encoder input's (`WebVolume.encoderInput`) embedding as a Float32Array
+    /// `[C, H, W]`.
+    pub fn encode(&self, input: Vec<f32>) -> js_sys::Promise {
+        let sam = self.sam.clone();
+        future_to_promise(async move {
+            let s = sam.input_size();
             if input.len() != 3 * s * s {
                 return Err(JsError::new("encoder input of the wrong size").into());
             }
-            let embedding = inner.sam.encode(&input);
-            let logits = read(inner.head.forward(embedding, inner.pe.clone())).await?;
-            Ok(js_sys::Float32Array::from(logits.as_slice()).into())
+            let embedding = read(sam.encode(&input)).await?;
+            Ok(js_sys::Float32Array::from(embedding.as_slice()).into())
         })
+    }
+
+    /// A promise of the current head's class logits `[classes, S, S]` for one embedding.
+    #[wasm_bindgen(js_name = headLogits)]
+    pub fn head_logits(&self, embedding: Vec<f32>) -> Result<js_sys::Promise, JsError> {
+        let x = self.embedding(embedding)?;
+        let (loaded, pe) = (self.head.borrow().clone(), self.sam.dense_pe.clone());
+        Ok(future_to_promise(async move {
+            let logits = read(loaded.head.forward(x, pe)).await?;
+            Ok(js_sys::Float32Array::from(logits.as_slice()).into())
+        }))
+    }
+
+    /// A promise of SAM's mask logits `[S, S]` for one box (`WebVolume.encoderBox`) on one
+    /// embedding.
+    #[wasm_bindgen(js_name = boxLogits)]
+    pub fn box_logits(
+        &self,
+        embedding: Vec<f32>,
+        xyxy: Vec<f32>,
+    ) -> Result<js_sys::Promise, JsError> {
+        let x = self.embedding(embedding)?;
+        let xyxy: [f32; 4] = xyxy
+            .try_into()
+            .map_err(|_| JsError::new("a box is [x0, y0, x1, y1]"))?;
+        let sam = self.sam.clone();
+        Ok(future_to_promise(async move {
+            let logits = read(sam.decode_boxes(x, &[xyxy]).masks).await?;
+            Ok(js_sys::Float32Array::from(logits.as_slice()).into())
+        }))
+    }
+}
+
+impl WebModel {
+    /// An embedding from the page as a `[1, C, H, W]` tensor, its size checked.
+    pub(super) fn embedding(&self, values: Vec<f32>) -> Result<Tensor<4>, JsError> {
+        let [_, c, h, w] = self.sam.dense_pe.dims();
+        if values.len() != c * h * w {
+            return Err(JsError::new("an embedding of the wrong size"));
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(values, [1, c, h, w]),
+            &self.device,
+        ))
     }
 }

@@ -1,9 +1,12 @@
 // End-to-end check of the built page (dist/) in Debian's headless Chromium: it loads, a dropped
 // volume shows its summary and slice, the wheel moves slices, automatic segmentation with the
-// default head labels it, the exported .nii.gz has the source geometry, a broken file gives a
-// readable error without breaking the page, no console errors, and no request leaves for another
-// origin.
-// Usage: node page.mjs DIST_DIR VOLUME.nii.gz OUT_DIR
+// default head labels it, the exported .nii.gz has the source geometry, a label map teaches a new
+// head for one epoch (live plot, export as .safetensors), a box gives SAM's mask and undo takes it
+// back, image and label map dropped together pair up and give the cardiac function, the page
+// works offline from its cache and reuses its cached embeddings, a broken file gives a readable
+// error without breaking the page, no console errors, and no request leaves for another origin.
+// Usage: node page.mjs DIST_DIR VOLUME.nii.gz OUT_DIR (VOLUME_gt.nii.gz beside VOLUME, and a
+// second frame VOLUME2.nii.gz with VOLUME2_gt.nii.gz)
 import { chromium } from "playwright-core";
 import { createServer } from "node:http";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
@@ -30,12 +33,17 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
-const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 2 });
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 2 });
+const page = await context.newPage();
 page.setDefaultTimeout(15000);
 const consoleErrors = [], foreign = [];
 page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
 page.on("pageerror", (e) => consoleErrors.push(String(e)));
-page.on("request", (r) => { if (!r.url().startsWith(origin + "/")) foreign.push(r.url()); });
+// The context sees the page's, its workers' and its service worker's requests.
+context.on("request", (r) => { if (!r.url().startsWith(origin + "/")) foreign.push(r.url()); });
+const labelsPath = volumePath.replace(/\.nii\.gz$/, "_gt.nii.gz");
+const frame2Path = volumePath.replace(/\.nii\.gz$/, "2.nii.gz");
+const frame2LabelsPath = frame2Path.replace(/\.nii\.gz$/, "_gt.nii.gz");
 
 const results = [];
 async function check(name, fn) {
@@ -50,8 +58,15 @@ async function check(name, fn) {
   }
 }
 const status = page.getByTestId("status");
-const waitState = (state, timeout = 60000) =>
-  page.waitForFunction((s) => document.querySelector('[data-testid="status"]').dataset.state === s, state, { timeout });
+// Waits for `state`; an error state on the way fails at once, with its message.
+async function waitState(state, timeout = 60000) {
+  const got = await page.waitForFunction((s) => {
+    const e = document.querySelector('[data-testid="status"]');
+    return (e.dataset.state === s || (s !== "error" && e.dataset.state === "error")) && `${e.dataset.state}: ${e.textContent}`;
+  }, state, { timeout });
+  const text = await got.jsonValue();
+  if (!text.startsWith(`${state}:`)) throw new Error(text);
+}
 
 await check("page loads and becomes ready", async () => {
   await page.goto(origin + "/");
@@ -124,6 +139,69 @@ await check("the exported segmentation opens with the source geometry and the he
   if (counts[0] === labels.length) throw new Error("nothing was labelled");
   console.log(`     ${download.suggestedFilename()}: voxels per class ${counts.join(" / ")}`);
 });
+const times = { segment: 0 };
+await check("a label map for the shown volume teaches a new head for one epoch", async () => {
+  await page.getByTestId("label-input").setInputFiles(labelsPath);
+  await page.waitForFunction(() => /with labels/.test(document.querySelector('[data-testid="status"]').textContent));
+  await page.locator("#epochs").fill("1");
+  await page.locator("#head-kind").selectOption("linear");
+  const t = Date.now();
+  await page.getByTestId("train").click();
+  await waitState("done", 10 * 60000);
+  times.teach = Date.now() - t;
+  const text = await status.textContent();
+  if (!/Taught a linear head: 1 epoch on \d+ slices/.test(text)) throw new Error(`status: ${text}`);
+  if (await page.locator("#plot").isHidden()) throw new Error("no training plot");
+  console.log(`     ${text}`);
+});
+await page.screenshot({ path: join(outDir, "page-taught.png") });
+await check("the taught head exports as .safetensors with its classes", async () => {
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByTestId("export-head").click()]);
+  const saved = join(outDir, download.suggestedFilename());
+  await download.saveAs(saved);
+  const b = await readFile(saved);
+  const n = Number(b.readBigUInt64LE(0));
+  const meta = JSON.parse(b.subarray(8, 8 + n).toString()).__metadata__;
+  const head = JSON.parse(meta.head);
+  if (head.kind !== "linear" || head.classes.map((c) => c.name).join() !== "background,RV,MYO,LV" || head.training.trained_in !== "the page") {
+    throw new Error(`head metadata: ${meta.head}`);
+  }
+  console.log(`     ${download.suggestedFilename()}: ${b.length} bytes, ${meta.head.slice(0, 160)}…`);
+});
+await check("a box gives SAM's mask for the class, and undo takes it back", async () => {
+  await page.locator('[data-tool="box"]').click();
+  await page.locator("#draw-class").selectOption("3");
+  const r = await page.locator("#slice").boundingBox();
+  // The phantom's LV is centred near voxel (66, 72) of 128 x 144, radius about 15.
+  const at = (x, y) => [r.x + (x / 128) * r.width, r.y + (y / 144) * r.height];
+  await page.mouse.move(...at(44, 50));
+  await page.mouse.down();
+  await page.mouse.move(...at(66, 72), { steps: 3 });
+  await page.mouse.move(...at(88, 94), { steps: 3 });
+  await page.mouse.up();
+  await waitState("done", 5 * 60000);
+  const text = await status.textContent();
+  const n = Number((/Box: (\d+) pixels of LV/.exec(text) || [])[1]);
+  if (!(n > 100)) throw new Error(`status: ${text}`);
+  if (await page.locator("#undo").isDisabled()) throw new Error("undo is not offered");
+  await page.locator("#undo").click();
+  console.log(`     ${text}`);
+});
+await check("an image and its label map dropped together pair up and give the cardiac function", async () => {
+  await page.getByTestId("volume-input").setInputFiles([frame2Path, frame2LabelsPath]);
+  await waitState("ready");
+  const options = await page.locator("#volumes option").allTextContents();
+  if (options.length !== 2 || !/2\.nii\.gz · labels \(file\)/.test(options[1])) throw new Error(`volumes: ${options.join(" | ")}`);
+  const table = await page.locator("#function").textContent();
+  if (!/LV ejection fraction/.test(table) || !/Myocardial mass/.test(table)) throw new Error(`function: ${table}`);
+  console.log(`     ${table.replace(/\s+/g, " ").slice(0, 200)}`);
+});
+await check("the other two planes show", async () => {
+  const before = await page.locator("#position").textContent();
+  await page.locator("#planes button").nth(1).click();
+  const after = await page.locator("#position").textContent();
+  if (after.split(" ")[0] === before.split(" ")[0]) throw new Error(`${before} -> ${after}`);
+});
 await check("a broken file gives a readable error and the page keeps working", async () => {
   await page.getByTestId("volume-input").setInputFiles({ name: "broken.nii", mimeType: "application/octet-stream", buffer: Buffer.alloc(100, 7) });
   await waitState("error");
@@ -131,6 +209,24 @@ await check("a broken file gives a readable error and the page keeps working", a
   if (!/broken\.nii: not a NIfTI file/.test(text)) throw new Error(`status: ${text}`);
   await page.getByTestId("volume-input").setInputFiles(volumePath);
   await waitState("ready");
+});
+await check("offline after the first visit, with the embeddings cached in the browser", async () => {
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60000 });
+  // The page asks its service worker to keep the bundle and the model: give it time to.
+  await page.waitForFunction(async () => (await (await caches.open("autosam-v1")).keys()).length >= 6, null, { timeout: 60000 });
+  await context.setOffline(true);
+  await page.reload();
+  await waitState("ready");
+  await page.getByTestId("volume-input").setInputFiles(volumePath);
+  await page.waitForFunction(() => /loaded/.test(document.querySelector('[data-testid="status"]').textContent));
+  const t = Date.now();
+  await page.getByTestId("segment").click();
+  await waitState("done", 15 * 60000);
+  times.offline = Date.now() - t;
+  const text = await status.textContent();
+  if (!/8 embeddings from this browser's cache/.test(text)) throw new Error(`status: ${text}`);
+  await context.setOffline(false);
+  console.log(`     ${text}`);
 });
 await check("no console errors", async () => {
   if (consoleErrors.length) throw new Error(consoleErrors.join("\n"));
@@ -142,6 +238,7 @@ await page.waitForFunction(() => document.getElementById("backend").textContent 
 const backend = await page.locator("#backend").textContent().catch((e) => `unknown (${e.message})`);
 console.log(`page compute backend: ${backend}`);
 console.log(`automatic segmentation (download, model load, all slices): ${segmentMs} ms`);
+console.log(`teach mode, one epoch (embeddings cached): ${times.teach} ms; offline segmentation from cached embeddings: ${times.offline} ms`);
 await writeFile(join(outDir, "page-backend.txt"), backend + "\n");
 await browser.close();
 server.close();

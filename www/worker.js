@@ -1,0 +1,84 @@
+// The model's worker: the encoder, the heads, box decoding and training run here, so the page
+// never freezes. It loads the same wasm as the page (the page passes the bundle's URLs, which
+// trunk hashes) and answers {id, op, args} with {id, ok, value | error}.
+
+let wasm = null; // the bindings
+let model = null; // WebModel
+let trainer = null; // WebTrainer
+
+// Returns [value, transferables].
+const ops = {
+  async init({ js, bg }) {
+    wasm = await import(js);
+    await wasm.default({ module_or_path: bg });
+    return [await wasm.backendReport()];
+  },
+  async load({ weights, head, useGpu }) {
+    if (model) model.free();
+    model = null;
+    model = await wasm.loadModel(new Uint8Array(weights), new Uint8Array(head), useGpu);
+    return [describe()];
+  },
+  async encode({ input }) {
+    const e = await model.encode(input);
+    return [e, [e.buffer]];
+  },
+  async headLogits({ embedding }) {
+    const l = await model.headLogits(embedding);
+    return [l, [l.buffer]];
+  },
+  async boxLogits({ embedding, box }) {
+    const l = await model.boxLogits(embedding, box);
+    return [l, [l.buffer]];
+  },
+  async setHead({ bytes }) {
+    model.setHead(new Uint8Array(bytes));
+    return [describe()];
+  },
+  async exportHead() {
+    const b = await model.exportHead();
+    return [b, [b.buffer]];
+  },
+  async teachStart({ kind, classes, lr, batch, seed, samples }) {
+    if (trainer) trainer.free();
+    trainer = null;
+    trainer = new wasm.WebTrainer(model, kind, classes, lr, batch, seed);
+    for (const s of samples) trainer.addSample(s.embedding, s.labels, s.validation);
+    return [{ stepsPerEpoch: trainer.stepsPerEpoch() }];
+  },
+  async teachStep() {
+    return [await trainer.step()];
+  },
+  async teachValidate() {
+    return [await trainer.validate()];
+  },
+  async teachApply({ summary }) {
+    trainer.apply(model, JSON.stringify(summary));
+    return [describe()];
+  },
+  // Errors the wasm logged (a WGSL shader that failed to compile is only logged): the page
+  // treats any as a failure.
+  async errors() {
+    return [wasm.errorsLogged()];
+  },
+};
+
+function describe() {
+  return {
+    backend: model.backend(), classes: model.classes(), inputSize: model.inputSize(),
+    encoder: model.encoderId(), head: JSON.parse(model.headSummary()),
+  };
+}
+
+onmessage = async (e) => {
+  const { id, op, args } = e.data;
+  try {
+    if (!ops[op]) throw new Error(`unknown operation ${op}`);
+    if (op !== "init" && !wasm) throw new Error("the worker is not started");
+    if (!["init", "load", "errors"].includes(op) && !model) throw new Error("the model is not loaded");
+    const [value, transfer] = await ops[op](args || {});
+    postMessage({ id, ok: true, value }, transfer || []);
+  } catch (err) {
+    postMessage({ id, ok: false, error: String((err && err.message) || err) });
+  }
+};
