@@ -266,14 +266,16 @@ async function fetchBytes(url, label) {
   if (!response.ok) throw new Error(`${label}: ${url} answered ${response.status}`);
   const total = Number(response.headers.get("content-length")) || 0;
   const reader = response.body.getReader();
-  const parts = [];
+  const parts = [], t0 = performance.now();
   let got = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     parts.push(value);
     got += value.length;
-    setStatus("busy", total ? `Downloading ${label}: ${Math.round((100 * got) / total)}%` : `Downloading ${label}…`);
+    if (total) progress(got / total);
+    const left = total ? `, about ${seconds(((performance.now() - t0) / got) * (total - got))} left` : "";
+    setStatus("busy", total ? `Downloading ${label}: ${Math.round((100 * got) / total)}%${left}` : `Downloading ${label}…`);
   }
   const bytes = new Uint8Array(got);
   let at = 0;
@@ -505,6 +507,8 @@ function paintAt(event) {
 
 // ---- teaching ---------------------------------------------------------------------------------
 
+const KINDS = { autosam: "an AutoSAM", cnn: "a CNN", linear: "a linear" };
+
 const teach = () => job("Teaching", async () => {
   const info = await getModel();
   // Slices a person labelled (a dropped label map, boxes or the brush), not the model's own.
@@ -517,7 +521,8 @@ const teach = () => job("Teaching", async () => {
   for (const [i, { s, z }] of slices.entries()) {
     if (model.cancel) return setStatus("ready", "Teaching cancelled");
     progress(i / slices.length);
-    setStatus("busy", `Teaching: embedding slice ${i + 1} of ${slices.length}`);
+    const left = i ? `, about ${seconds(((performance.now() - t0) / i) * (slices.length - i))} left` : "";
+    setStatus("busy", `Teaching: embedding slice ${i + 1} of ${slices.length}${left}`);
     // Every fifth slice validates, when there are enough to spare.
     samples.push({ embedding: await embedding(s, z), labels: s.volume.trainingLabels(z, info.inputSize), validation: slices.length >= 5 && i % 5 === 4 });
   }
@@ -536,7 +541,7 @@ const teach = () => job("Teaching", async () => {
       history.loss.push(r.loss);
       const done = history.loss.length, left = ((performance.now() - t1) / done) * (history.steps - done);
       progress(done / history.steps);
-      setStatus("busy", `Teaching a ${kind} head on ${info.backend}: epoch ${e + 1} of ${epochs}, loss ${r.loss.toFixed(4)}, about ${seconds(left)} left`);
+      setStatus("busy", `Teaching ${KINDS[kind]} head on ${info.backend}: epoch ${e + 1} of ${epochs}, loss ${r.loss.toFixed(4)}, about ${seconds(left)} left`);
       plot(history);
     }
     if (model.cancel) break;
@@ -549,7 +554,7 @@ const teach = () => job("Teaching", async () => {
   headChanged(await call("teachApply", { summary }));
   if (!model.cancel) {
     const n = history.dice.length;
-    setStatus("done", `Taught a ${kind} head: ${n} epoch${n === 1 ? "" : "s"} on ${samples.length} slices in ${seconds(performance.now() - t0)}`
+    setStatus("done", `Taught ${KINDS[kind]} head: ${n} epoch${n === 1 ? "" : "s"} on ${samples.length} slices in ${seconds(performance.now() - t0)}`
       + (typeof dice === "number" ? `, validation Dice ${dice.toFixed(3)}` : "") + "; Segment now uses it");
   }
 });
@@ -614,7 +619,11 @@ function wire() {
   document.body.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    if (e.dataTransfer.files.length) loadFiles([...e.dataTransfer.files], false);
+    // A dropped head file is imported; everything else is read as a volume.
+    const files = [...e.dataTransfer.files], heads = files.filter((f) => /\.safetensors$/i.test(f.name));
+    if (heads.length) importHead(heads[0]);
+    const rest = files.filter((f) => !heads.includes(f));
+    if (rest.length) loadFiles(rest, false);
   });
   $("volume-input").addEventListener("change", (e) => { if (e.target.files.length) loadFiles([...e.target.files], false); e.target.value = ""; });
   $("label-input").addEventListener("change", (e) => {
@@ -718,10 +727,15 @@ async function start() {
   setClasses(classesFromNames(3));
   setStatus("ready", "Ready: drop a volume");
   startWorker().then((report) => {
-    // A software adapter (SwiftShader) is far slower than the CPU backend: keep to the CPU then.
+    // A software adapter (SwiftShader) is far slower than the CPU backend: keep to the CPU then,
+    // unless the address asks for a backend (?backend=webgpu or ?backend=cpu).
     const software = /swiftshader|llvmpipe|lavapipe/i.test(report);
-    model.useGpu = report.startsWith("WebGPU") && !software;
-    $("backend").textContent = `Compute (in a worker): ${report}${software ? "; a software adapter, so the CPU runs the model" : ""}`;
+    const asked = new URLSearchParams(location.search).get("backend");
+    const trusted = report.startsWith("WebGPU");
+    model.useGpu = trusted && (asked === "webgpu" || (!software && asked !== "cpu"));
+    const why = asked && trusted ? `; ?backend=${asked} chose ${model.useGpu ? "WebGPU" : "the CPU"}`
+      : software ? "; a software adapter, so the CPU runs the model" : "";
+    $("backend").textContent = `Compute (in a worker): ${report}${why}`;
   }, (e) => {
     $("backend").textContent = `Compute: unavailable (${e.message || e})`;
   });
