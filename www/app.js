@@ -323,7 +323,10 @@ function idb(mode, fn) {
 }
 
 async function embedding(s, z) {
-  if (s.embeddings.has(z)) return s.embeddings.get(z);
+  if (s.embeddings.has(z)) {
+    s.cacheHits = (s.cacheHits || 0) + 1;
+    return s.embeddings.get(z);
+  }
   const key = `${s.hash}/${model.info.encoder}/${s.volume.segAxis()}/${z}`;
   let e = await idb("readonly", (store) => store.get(key));
   if (e instanceof Float32Array) {
@@ -370,6 +373,11 @@ const segment = () => job("Segmentation", async () => {
   const info = await getModel();
   const v = s.volume, n = v.segSliceCount(), t0 = performance.now();
   s.cacheHits = 0;
+  // Labels from a file or drawn by hand are worth getting back: Undo restores them.
+  if (v.hasLabels()) {
+    view.undo.push({ s, all: v.allLabels(), source: s.labels });
+    $("undo").disabled = false;
+  }
   for (let z = 0; z < n; z++) {
     if (model.cancel || current !== s) {
       setStatus("ready", "Segmentation cancelled");
@@ -386,7 +394,7 @@ const segment = () => job("Segmentation", async () => {
   listVolumes();
   measures();
   $("export").disabled = false;
-  const cached = s.cacheHits ? ` (${s.cacheHits} embeddings from this browser's cache)` : "";
+  const cached = s.cacheHits ? ` (${s.cacheHits} embeddings cached)` : "";
   setStatus("done", `Segmented ${n} slices on ${info.backend} in ${seconds(performance.now() - t0)}${cached}`);
 });
 
@@ -468,6 +476,15 @@ function undo() {
   const u = view.undo.pop();
   $("undo").disabled = view.undo.length === 0;
   if (!u) return;
+  if (u.all) {
+    // A whole segmentation: the labels it replaced come back with where they came from.
+    u.s.volume.restoreAllLabels(u.all);
+    u.s.labels = u.source;
+    listVolumes();
+    draw();
+    measures();
+    return;
+  }
   const v = u.s.volume, axis = v.viewAxis();
   v.setViewAxis(u.axis);
   v.restoreSliceLabels(u.index, u.plane);

@@ -251,6 +251,20 @@ impl WebVolume {
         }
     }
 
+    /// The whole label volume (empty when unlabelled), for undoing a segmentation.
+    #[wasm_bindgen(js_name = allLabels)]
+    pub fn all_labels(&self) -> Vec<u8> {
+        self.labels.clone()
+    }
+
+    /// Puts back what [`Self::all_labels`] returned.
+    #[wasm_bindgen(js_name = restoreAllLabels)]
+    pub fn restore_all_labels(&mut self, labels: Vec<u8>) {
+        if labels.is_empty() || labels.len() == self.volume.data.len() {
+            self.labels = labels;
+        }
+    }
+
     /// Class colours as `#rrggbb`, background first.
     #[wasm_bindgen(js_name = setPalette)]
     pub fn set_palette(&mut self, colors: Vec<String>) {
