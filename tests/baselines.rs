@@ -8,6 +8,10 @@ use autosam::model::HostTensor;
 use autosam::train::{Sample, Trainer};
 use burn::tensor::{Tensor, TensorData};
 
+/// burn's seed may be global to the backend: tests that initialise weights at random take turns,
+/// so that each run starts from its seeded weights whatever the test threads do.
+static RANDOM_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A bright disc (class 1) and a dim square (class 2) on black, at a position set by `seed`.
 fn toy(seed: usize, s: usize) -> Sample {
     let (cy, cx) = (8 + seed * 3 % 12, 10 + seed * 5 % 10);
@@ -33,6 +37,7 @@ fn toy(seed: usize, s: usize) -> Sample {
 
 #[test]
 fn unet_maps_images_to_class_logits_and_learns_a_toy_task() {
+    let _turn = RANDOM_INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = autosam::backend::cpu().autodiff();
     device.seed(1);
     let s = 32;
@@ -79,6 +84,7 @@ fn nt_xent_prefers_matching_views() {
 
 #[test]
 fn simclr_pretraining_lowers_its_loss_and_hands_over_an_encoder() {
+    let _turn = RANDOM_INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = autosam::backend::cpu().autodiff();
     let s = 32;
     let images: Vec<Vec<f32>> = (0..8).map(|i| toy(i, s).input).collect();
