@@ -11,7 +11,7 @@ let status, canvas, ctx;
 // index: [per axis], level, window, embeddings: Map(slice -> Float32Array)}.
 const volumes = [];
 let current = null;
-const view = { opacity: 0.5, drag: null, image: null, tool: "window", undo: [] };
+const view = { opacity: 0.5, drag: null, tool: "window", undo: [], three: false };
 // Names and colours of label codes, background first; from the head once one is loaded.
 const PALETTE = ["#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
   "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3"];
@@ -95,36 +95,72 @@ function keepBoxes() {
 
 // ---- viewing ----------------------------------------------------------------------------------
 
+// Renders slice `index` along `axis` onto `target` at `cssW` CSS pixels wide, with the voxels'
+// true aspect, backed by device pixels so it stays crisp on high-DPI screens. Returns the
+// context and the device pixels per voxel.
+function paintPlane(target, v, axis, index, cssW) {
+  const [w, h] = v.planeSize(axis);
+  const rgba = v.renderAlong(axis, index, current.level, current.window, view.opacity);
+  const image = new ImageData(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), w, h);
+  const off = Object.assign(document.createElement("canvas"), { width: w, height: h });
+  off.getContext("2d").putImageData(image, 0, 0);
+  const [sx, sy] = v.planeSpacing(axis);
+  const aspect = (h * sy) / (w * sx) || h / w;
+  const dpr = window.devicePixelRatio || 1;
+  target.style.width = `${cssW}px`;
+  target.style.height = `${cssW * aspect}px`;
+  target.width = Math.round(cssW * dpr);
+  target.height = Math.round(cssW * aspect * dpr);
+  const g = target.getContext("2d");
+  g.imageSmoothingEnabled = true;
+  g.drawImage(off, 0, 0, target.width, target.height);
+  return { g, kx: target.width / w, ky: target.height / h, w, h, dpr };
+}
+
+// Where the plane along `other` crosses a view along `axis`: a line on it.
+function crossing(p, axis, other, index) {
+  const [r, c] = [[1, 2], [0, 2], [0, 1]][axis];
+  p.g.strokeStyle = "rgba(255, 220, 0, 0.6)";
+  p.g.lineWidth = p.dpr;
+  p.g.beginPath();
+  if (other === r) {
+    p.g.moveTo((index + 0.5) * p.kx, 0);
+    p.g.lineTo((index + 0.5) * p.kx, p.h * p.ky);
+  } else if (other === c) {
+    p.g.moveTo(0, (p.h - index - 0.5) * p.ky);
+    p.g.lineTo(p.w * p.kx, (p.h - index - 0.5) * p.ky);
+  }
+  p.g.stroke();
+}
+
 function draw() {
   const s = current;
   if (!s) return;
   const v = s.volume, axis = v.viewAxis();
-  const w = v.width(), h = v.height();
-  const rgba = v.renderSlice(s.index[axis], s.level, s.window, view.opacity);
-  const image = new ImageData(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), w, h);
-  const off = view.image && view.image.width === w && view.image.height === h
-    ? view.image : Object.assign(document.createElement("canvas"), { width: w, height: h });
-  off.getContext("2d").putImageData(image, 0, 0);
-  view.image = off;
-  // Fit the viewport with the voxels' true aspect, then back the canvas with device pixels so it
-  // stays crisp on high-DPI screens.
-  const [sx, sy] = v.pixelSpacing();
+  const [w, h] = v.planeSize(axis);
+  const [sx, sy] = v.planeSpacing(axis);
   const aspect = (h * sy) / (w * sx) || h / w;
   const top = canvas.getBoundingClientRect().top + window.scrollY;
-  const cssW = Math.max(160, Math.min(window.innerWidth - 440, 720, (window.innerHeight - top - 24) / aspect));
-  const cssH = cssW * aspect;
-  const dpr = window.devicePixelRatio || 1;
-  canvas.style.width = `${cssW}px`;
-  canvas.style.height = `${cssH}px`;
-  canvas.width = Math.round(cssW * dpr);
-  canvas.height = Math.round(cssH * dpr);
-  ctx.imageSmoothingEnabled = true;
-  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+  // With three planes the two others sit below the main view and take a third of the height.
+  const room = (window.innerHeight - top - 24) * (view.three ? 0.64 : 1);
+  const cssW = Math.max(160, Math.min(window.innerWidth - 440, 720, room / aspect));
+  const main = paintPlane(canvas, v, axis, s.index[axis], cssW);
+  const others = [0, 1, 2].filter((a) => a !== axis);
+  $("others").hidden = !view.three;
+  if (view.three) {
+    others.forEach((a, i) => {
+      const p = paintPlane($(`plane-${i}`), v, a, s.index[a], cssW / 2 - 4);
+      crossing(p, a, axis, s.index[axis]);
+      $(`plane-${i}`).dataset.axis = String(a);
+      $(`plane-${i}`).title = `${planeName(v, a)} slice ${s.index[a] + 1}: click to view it here`;
+    });
+    for (const a of others) crossing(main, axis, a, s.index[a]);
+  }
   if (view.drag && view.drag.box) {
-    const b = view.drag.box, kx = canvas.width / w, ky = canvas.height / h;
+    const b = view.drag.box;
     ctx.strokeStyle = classes[Number($("draw-class").value)]?.color || "#ffff00";
-    ctx.lineWidth = 2 * dpr;
-    ctx.strokeRect(b[0] * kx, b[1] * ky, (b[2] - b[0]) * kx, (b[3] - b[1]) * ky);
+    ctx.lineWidth = 2 * main.dpr;
+    ctx.strokeRect(b[0] * main.kx, b[1] * main.ky, (b[2] - b[0]) * main.kx, (b[3] - b[1]) * main.ky);
   }
   $("position").textContent = `${planeName(v, axis)} slice ${s.index[axis] + 1} / ${v.sliceCount()} · `
     + `level ${s.level.toPrecision(4)} · window ${s.window.toPrecision(4)}`;
@@ -147,6 +183,12 @@ function planes() {
     b.addEventListener("click", () => { v.setViewAxis(axis); planes(); draw(); });
     span.append(b);
   }
+  const three = document.createElement("button");
+  three.textContent = "3 planes";
+  three.title = "show the other two planes below; click in the view to move where they cross";
+  three.classList.toggle("on", view.three);
+  three.addEventListener("click", () => { view.three = !view.three; planes(); draw(); });
+  span.append(three);
 }
 
 function step(delta) {
@@ -180,7 +222,6 @@ function showVolume(s) {
   $("summary").textContent = v.summaryText();
   $("export").disabled = !v.hasLabels();
   $("viewer").hidden = false;
-  view.image = null;
   planes();
   draw();
   measures();
@@ -668,7 +709,12 @@ function wire() {
     const d = view.drag;
     view.drag = null;
     if (!d || !current) return;
-    if (view.tool === "box" && d.box && d.box[2] - d.box[0] >= 2 && d.box[3] - d.box[1] >= 2) {
+    const still = Math.abs(e.clientX - d.x) + Math.abs(e.clientY - d.y) < 3;
+    if (view.tool === "window" && still && e.target === canvas) {
+      // A click moves where the other planes cross to the voxel under the pointer.
+      const v = current.volume, ijk = v.ijkAt(current.index[v.viewAxis()], Math.floor(d.at[0]), Math.floor(d.at[1]));
+      if (ijk) [0, 1, 2].filter((a) => a !== v.viewAxis()).forEach((a) => { current.index[a] = ijk[a]; });
+    } else if (view.tool === "box" && d.box && d.box[2] - d.box[0] >= 2 && d.box[3] - d.box[1] >= 2) {
       boxMask(current, [d.box[0], d.box[1]], [d.box[2], d.box[3]]);
     } else if (view.tool === "brush" || view.tool === "eraser") {
       edited(current);
@@ -704,6 +750,14 @@ function wire() {
       view.tool = b.dataset.tool;
       for (const o of document.querySelectorAll("[data-tool]")) o.classList.toggle("on", o === b);
       canvas.focus({ preventScroll: true });
+    });
+  }
+  for (const i of [0, 1]) {
+    $(`plane-${i}`).addEventListener("click", (e) => {
+      if (!current) return;
+      current.volume.setViewAxis(Number(e.target.dataset.axis));
+      planes();
+      draw();
     });
   }
   window.addEventListener("resize", draw);

@@ -321,19 +321,11 @@ impl WebVolume {
 
     /// Display width: the view's first in-plane axis runs left to right.
     pub fn width(&self) -> usize {
-        self.volume.dims[Volume::plane_axes(self.view_axis).0]
+        self.plane_size(self.view_axis)[0]
     }
 
     pub fn height(&self) -> usize {
-        self.volume.dims[Volume::plane_axes(self.view_axis).1]
-    }
-
-    /// Millimetres per display pixel, `[x, y]`, for the view's aspect ratio.
-    #[wasm_bindgen(js_name = pixelSpacing)]
-    pub fn pixel_spacing(&self) -> Vec<f64> {
-        let (r, c) = Volume::plane_axes(self.view_axis);
-        let s = self.volume.spacing();
-        vec![s[r].abs(), s[c].abs()]
+        self.plane_size(self.view_axis)[1]
     }
 
     /// `[level, width]` covering the 0.5-99.5 percentiles of non-zero voxels.
@@ -343,20 +335,34 @@ impl WebVolume {
         vec![(lo + hi) / 2.0, (hi - lo).max(f32::EPSILON)]
     }
 
-    /// RGBA pixels of view slice `index` under a window, rows top to bottom with the second
-    /// in-plane axis pointing up (anterior up for an axial RAS volume), labels blended in at
-    /// `opacity`.
+    /// RGBA pixels of view slice `index` under a window: [`Self::render_along`] the view axis.
     #[wasm_bindgen(js_name = renderSlice)]
     pub fn render_slice(&self, index: usize, level: f32, window: f32, opacity: f32) -> Vec<u8> {
-        let index = index.min(self.slice_count().saturating_sub(1));
-        let slice = self.volume.slice(self.view_axis, index);
+        self.render_along(self.view_axis, index, level, window, opacity)
+    }
+
+    /// RGBA pixels of slice `index` along `axis` under a window, rows top to bottom with the
+    /// second in-plane axis pointing up (anterior up for an axial RAS volume), labels blended in
+    /// at `opacity`. Its size is [`Self::plane_size`].
+    #[wasm_bindgen(js_name = renderAlong)]
+    pub fn render_along(
+        &self,
+        axis: usize,
+        index: usize,
+        level: f32,
+        window: f32,
+        opacity: f32,
+    ) -> Vec<u8> {
+        let axis = axis.min(2);
+        let index = index.min(self.volume.dims[axis].saturating_sub(1));
+        let slice = self.volume.slice(axis, index);
         let labels = if self.labels.is_empty() {
             Vec::new()
         } else {
-            label_slice(&self.labels, self.volume.dims, self.view_axis, index)
+            label_slice(&self.labels, self.volume.dims, axis, index)
         };
         let opacity = opacity.clamp(0.0, 1.0);
-        let (w, h) = (self.width(), self.height());
+        let (w, h) = (slice.height, slice.width);
         let lo = level - window / 2.0;
         let window = window.max(f32::EPSILON);
         let mut rgba = vec![255u8; w * h * 4];
@@ -377,6 +383,34 @@ impl WebVolume {
             }
         }
         rgba
+    }
+
+    /// `[width, height]` of a slice along `axis` on screen.
+    #[wasm_bindgen(js_name = planeSize)]
+    pub fn plane_size(&self, axis: usize) -> Vec<usize> {
+        let (r, c) = Volume::plane_axes(axis.min(2));
+        vec![self.volume.dims[r], self.volume.dims[c]]
+    }
+
+    /// Millimetres per screen pixel, `[x, y]`, of a slice along `axis`.
+    #[wasm_bindgen(js_name = planeSpacing)]
+    pub fn plane_spacing(&self, axis: usize) -> Vec<f64> {
+        let (r, c) = Volume::plane_axes(axis.min(2));
+        let s = self.volume.spacing();
+        vec![s[r].abs(), s[c].abs()]
+    }
+
+    /// The voxel `[i, j, k]` under display pixel (x, y) of view slice `index`: where the other
+    /// planes cross.
+    #[wasm_bindgen(js_name = ijkAt)]
+    pub fn ijk_at(&self, index: usize, x: usize, y: usize) -> Option<Vec<u32>> {
+        let v = self.voxel(index, x, y)?;
+        let [nx, ny, _] = self.volume.dims;
+        Some(vec![
+            (v % nx) as u32,
+            ((v / nx) % ny) as u32,
+            (v / (nx * ny)) as u32,
+        ])
     }
 
     /// The label under display pixel (x, y) of view slice `index`, once labelled.

@@ -7,32 +7,15 @@
 // error without breaking the page, no console errors, and no request leaves for another origin.
 // Usage: node page.mjs DIST_DIR VOLUME.nii.gz OUT_DIR (VOLUME_gt.nii.gz beside VOLUME, and a
 // second frame VOLUME2.nii.gz with VOLUME2_gt.nii.gz)
-import { chromium } from "playwright-core";
-import { createServer } from "node:http";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { gunzipSync } from "node:zlib";
-import { extname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
+import { serve, launch } from "./harness.mjs";
 
 const [dist, volumePath, outDir] = process.argv.slice(2).map((p) => resolve(p));
-const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
-const server = createServer(async (req, res) => {
-  const path = join(dist, decodeURIComponent(new URL(req.url, "http://x").pathname).replace(/\/$/, "/index.html"));
-  try {
-    const body = await readFile(path);
-    res.writeHead(200, { "content-type": types[extname(path)] || "application/octet-stream" });
-    res.end(body);
-  } catch {
-    res.writeHead(404).end();
-  }
-});
-await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-const origin = `http://127.0.0.1:${server.address().port}`;
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
+const server = await serve(dist);
+const origin = server.origin;
+const browser = await launch();
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 2 });
 const page = await context.newPage();
 page.setDefaultTimeout(15000);
@@ -227,11 +210,18 @@ await check("an image and its label map dropped together pair up and give the ca
   if (!/LV ejection fraction/.test(table) || !/Myocardial mass/.test(table)) throw new Error(`function: ${table}`);
   console.log(`     ${table.replace(/\s+/g, " ").slice(0, 200)}`);
 });
-await check("the other two planes show", async () => {
+await check("the other two planes show, alone or all three together", async () => {
   const before = await page.locator("#position").textContent();
   await page.locator("#planes button").nth(1).click();
   const after = await page.locator("#position").textContent();
   if (after.split(" ")[0] === before.split(" ")[0]) throw new Error(`${before} -> ${after}`);
+  await page.locator("#planes button", { hasText: "3 planes" }).click();
+  for (const id of ["#plane-0", "#plane-1"]) {
+    const box = await page.locator(id).boundingBox();
+    if (!box || box.width < 50 || box.height < 10) throw new Error(`${id}: ${JSON.stringify(box)}`);
+  }
+  await page.screenshot({ path: join(outDir, "page-three-planes.png") });
+  await page.locator("#planes button").nth(0).click();
 });
 await check("a broken file gives a readable error and the page keeps working", async () => {
   await page.getByTestId("volume-input").setInputFiles({ name: "broken.nii", mimeType: "application/octet-stream", buffer: Buffer.alloc(100, 7) });

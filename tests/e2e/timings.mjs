@@ -2,31 +2,15 @@
 // model download and load, automatic segmentation, the same again from cached embeddings, one box,
 // and one teach-mode epoch of a linear and an AutoSAM head.
 // Usage: node timings.mjs DIST_DIR VOLUME.nii.gz cpu|webgpu   (labels in VOLUME_gt.nii.gz)
-// With webgpu, Chromium gets its SwiftShader adapter unless the machine has a GPU.
-import { chromium } from "playwright-core";
-import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
-import { extname, join, resolve } from "node:path";
+// With webgpu on a machine without a GPU, Chromium's adapter is SwiftShader.
+import { resolve } from "node:path";
+import { serve, launch } from "./harness.mjs";
 
 const [dist, volumePath] = process.argv.slice(2, 4).map((p) => resolve(p));
 const backend = process.argv[4] || "cpu";
-const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
-const server = createServer(async (req, res) => {
-  const path = join(dist, decodeURIComponent(new URL(req.url, "http://x").pathname).replace(/\/$/, "/index.html"));
-  try {
-    const body = await readFile(path);
-    res.writeHead(200, { "content-type": types[extname(path)] || "application/octet-stream" });
-    res.end(body);
-  } catch {
-    res.writeHead(404).end();
-  }
-});
-await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-const origin = `http://127.0.0.1:${server.address().port}`;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--no-first-run"],
-});
+const server = await serve(dist);
+const origin = server.origin;
+const browser = await launch({ swiftshader: false });
 const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 page.on("console", (m) => { if (m.type() === "error") console.log(`console error: ${m.text()}`); });
 
