@@ -1,6 +1,6 @@
 //! Tests inside headless Chromium (wasm-bindgen-test): the NIfTI decoder on real file bytes, and the
 //! conv + matmul probe on the CPU backend and on WebGPU, checked against each other and against a
-//! plain-Rust reference. Which backends ran is printed; a missing WebGPU adapter fails the run when
+//! plain-Rust reference; the page's labelling surface on the phantom. Which backends ran is printed; a missing WebGPU adapter fails the run when
 //! AUTOSAM_REQUIRE_WEBGPU was set at build time (CI sets it) and is reported loudly otherwise.
 #![cfg(target_arch = "wasm32")]
 
@@ -291,4 +291,97 @@ async fn autosam_head_training_steps_match_native() {
         0,
         "errors were logged (see console)"
     );
+}
+
+/// The page's labelling surface on the phantom, without the model: a label map pairs with its
+/// image, a box drawn on the screen reaches the encoder where SAM(box) (`autosam eval-box`) puts
+/// the same structure's box, a mask comes back onto the slice, "minus" keeps another class, and
+/// painting and undo touch only what they should.
+#[wasm_bindgen_test]
+fn labelling_on_the_phantom_matches_the_pipeline() {
+    use autosam::nii::write::{write_f32, write_labels};
+    use autosam::pipeline::label_slice;
+    use autosam::preprocess::Letterbox;
+    use autosam::segment::boxes_from_labels;
+    use autosam::web::WebVolume;
+
+    let dims = [128, 144, 8];
+    let (image, truth) = autosam::phantom::cardiac_phantom(dims, 0);
+    let image_bytes = write_f32(&image.data, dims, &image.header).unwrap();
+    let truth_codes = truth.labels();
+    let truth_bytes = write_labels(&truth_codes, dims, &truth.header).unwrap();
+    let mut v = WebVolume::new(&image_bytes, 0).unwrap();
+    let gt = WebVolume::new(&truth_bytes, 0).unwrap();
+    assert!(gt.looks_like_labels() && !v.looks_like_labels());
+    assert!(v.same_grid(&gt));
+    v.set_labels_from(&gt).unwrap();
+    assert!(v.set_labels_from(&v_other_grid()).is_err());
+    assert_eq!(v.labelled_slices().len(), 8);
+    assert_eq!(v.max_label(), 3);
+
+    // The LV's extent on screen, slice 4.
+    let z = 4;
+    let (w, h) = (v.width(), v.height());
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if v.label_at(z, x, y) == Some(3) {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            }
+        }
+    }
+    let got = v
+        .encoder_box(256, vec![x0 as f32, y0 as f32], vec![x1 as f32, y1 as f32])
+        .unwrap();
+    let axis = 2;
+    let plane = label_slice(&truth_codes, dims, axis, z);
+    let want = boxes_from_labels(&plane, dims[0], dims[1], &[3], 0)[0].xyxy;
+    let scale = Letterbox::new(dims[0], dims[1], 256).scale() as f32;
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w * scale).abs() < 1e-3,
+            "box {got:?} vs eval-box's {want:?} x {scale}"
+        );
+    }
+
+    // A mask that is exactly the LV on the encoder grid comes back as the LV; the MYO's
+    // epicardial mask minus the LV leaves the LV alone.
+    let grid = v.training_labels(z, 256).unwrap();
+    let lv: Vec<f32> = grid
+        .iter()
+        .map(|&l| if l == 3 { 1.0 } else { -1.0 })
+        .collect();
+    let epi: Vec<f32> = grid
+        .iter()
+        .map(|&l| if l >= 2 { 1.0 } else { -1.0 })
+        .collect();
+    let before = v.slice_labels(z);
+    v.apply_mask(z, 3, &lv, vec![]).unwrap();
+    let after = v.slice_labels(z);
+    let dice = autosam::metrics::dice(&after, &before, 3).unwrap();
+    assert!(dice > 0.95, "LV back through the letterbox: Dice {dice}");
+    v.apply_mask(z, 2, &epi, vec![3]).unwrap();
+    let ring = v.slice_labels(z);
+    assert_eq!(
+        ring.iter().filter(|&&l| l == 3).count(),
+        after.iter().filter(|&&l| l == 3).count(),
+        "minus LV must keep the LV"
+    );
+    assert!(autosam::metrics::dice(&ring, &before, 2).unwrap() > 0.9);
+
+    // Paint, then undo from the snapshot; other slices never change.
+    let other = v.slice_labels(z + 1);
+    v.paint(z, 10.0, 10.0, 3.0, 1);
+    assert!(v.label_at(z, 10, 10) == Some(1));
+    v.restore_slice_labels(z, &ring);
+    assert_eq!(v.slice_labels(z), ring);
+    assert_eq!(v.slice_labels(z + 1), other);
+}
+
+/// A label map of another size.
+fn v_other_grid() -> autosam::web::WebVolume {
+    let dims = [16, 16, 2];
+    let (_, labels) = autosam::phantom::cardiac_phantom(dims, 0);
+    let bytes = autosam::nii::write::write_labels(&labels.labels(), dims, &labels.header).unwrap();
+    autosam::web::WebVolume::new(&bytes, 0).unwrap()
 }
