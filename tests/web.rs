@@ -1,7 +1,8 @@
-//! Tests inside headless Chromium (wasm-bindgen-test): the NIfTI decoder on real file bytes, and the
+//! Tests inside headless Chromium (wasm-bindgen-test): the NIfTI decoder on real file bytes, the
 //! conv + matmul probe on the CPU backend and on WebGPU, checked against each other and against a
-//! plain-Rust reference; the page's labelling surface on the phantom. Which backends ran is printed; a missing WebGPU adapter fails the run when
-//! AUTOSAM_REQUIRE_WEBGPU was set at build time (CI sets it) and is reported loudly otherwise.
+//! plain-Rust reference, and the page's labelling surface on the phantom. Which backends ran is
+//! printed; a missing WebGPU adapter fails the run when AUTOSAM_REQUIRE_WEBGPU was set at build
+//! time (CI sets it) and is reported loudly otherwise.
 #![cfg(target_arch = "wasm32")]
 
 use autosam::backend::{self, reference_probe, relative_error};
