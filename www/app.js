@@ -16,7 +16,7 @@ const view = { opacity: 0.5, drag: null, tool: "window", undo: [], three: false 
 const PALETTE = ["#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
   "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3"];
 let classes = [];
-const model = { info: null, useGpu: false, report: null, cancel: false, busy: false };
+const model = { info: null, useGpu: false, cancel: false, busy: false };
 
 function setStatus(state, message) {
   status.dataset.state = state;
@@ -43,14 +43,32 @@ function startWorker() {
   const bg = document.querySelector('link[rel="preload"][href$=".wasm"]').href;
   worker.w = new Worker("worker.js", { type: "module" });
   worker.w.onmessage = (e) => {
-    const { id, ok, value, error } = e.data;
+    const { id, ok, value, error, fatal } = e.data;
     const p = worker.pending.get(id);
     worker.pending.delete(id);
     if (ok) p.ok(value); else p.fail(new Error(error));
+    if (fatal) restartWorker();
   };
-  worker.w.onerror = (e) => setStatus("error", `The model's worker failed: ${e.message}`);
+  // An uncaught error (a panic in an async step) would leave its caller waiting forever.
+  worker.w.onerror = (e) => {
+    e.preventDefault();
+    for (const p of worker.pending.values()) p.fail(new Error(`the model's worker failed: ${e.message}`));
+    worker.pending.clear();
+    restartWorker();
+  };
+  worker.errors = 0;
   worker.ready = call("init", { js, bg });
   return worker.ready;
+}
+
+// After a wasm trap the worker's memory cannot be trusted: start a fresh one, and load the model
+// again on next use (embeddings stay cached in the page).
+function restartWorker() {
+  worker.w.terminate();
+  model.info = null;
+  for (const p of worker.pending.values()) p.fail(new Error("the model's worker was restarted"));
+  worker.pending.clear();
+  startWorker().catch(() => {});
 }
 
 // ---- classes ----------------------------------------------------------------------------------
@@ -264,7 +282,6 @@ async function loadFiles(files, asLabels) {
       problems.push(`${file.name}: ${e.message || e}`);
     }
   }
-  if (model.busy && images.length) model.cancel = true;
   for (const d of images) {
     const v = d.volume;
     const [level, window] = v.defaultWindow();
@@ -280,7 +297,9 @@ async function loadFiles(files, asLabels) {
         || [...images.map((d) => volumes.find((s) => s.hash === d.hash)), current].find((s) => s && s.volume.sameGrid(m.volume));
     try {
       if (!target) throw new Error("no loaded image has its size: drop it together with its image");
+      const replaced = target.volume.hasLabels() && { s: target, all: target.volume.allLabels(), source: target.labels };
       target.volume.setLabelsFrom(m.volume);
+      if (replaced) { view.undo.push(replaced); $("undo").disabled = false; }
       target.labels = "file";
       shown = target;
       const max = target.volume.maxLabel();
@@ -390,8 +409,10 @@ async function job(name, fn) {
   for (const id of ["segment", "train"]) $(id).disabled = true;
   try {
     await fn();
-    const errors = await call("errors");
-    if (errors) throw new Error(`the model logged ${errors} error(s); see the console`);
+    // The worker counts since it started: only new ones belong to this job.
+    const errors = await call("errors"), fresh = errors - (worker.errors || 0);
+    worker.errors = errors;
+    if (fresh > 0) throw new Error(`the model logged ${fresh} error(s); see the console`);
   } catch (e) {
     setStatus("error", `${name} failed: ${e.message || e}`);
   } finally {
@@ -420,7 +441,7 @@ const segment = () => job("Segmentation", async () => {
     $("undo").disabled = false;
   }
   for (let z = 0; z < n; z++) {
-    if (model.cancel || current !== s) {
+    if (model.cancel) {
       setStatus("ready", "Segmentation cancelled");
       return;
     }
@@ -429,12 +450,12 @@ const segment = () => job("Segmentation", async () => {
     s.labels = "model";
     const elapsed = performance.now() - t0, left = (elapsed / (z + 1)) * (n - z - 1);
     progress((z + 1) / n);
-    setStatus("busy", `Segmenting on ${info.backend}: slice ${z + 1} of ${n}, about ${seconds(left)} left`);
-    draw();
+    setStatus("busy", `Segmenting ${s.name} on ${info.backend}: slice ${z + 1} of ${n}, about ${seconds(left)} left`);
+    if (s === current) draw();
   }
   listVolumes();
   measures();
-  $("export").disabled = false;
+  $("export").disabled = !current.volume.hasLabels();
   const cached = s.cacheHits ? ` (${s.cacheHits} embeddings cached)` : "";
   setStatus("done", `Segmented ${n} slices on ${info.backend} in ${seconds(performance.now() - t0)}${cached}`);
 });

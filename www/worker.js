@@ -79,6 +79,8 @@ onmessage = async (e) => {
     const [value, transfer] = await ops[op](args || {});
     postMessage({ id, ok: true, value }, transfer || []);
   } catch (err) {
-    postMessage({ id, ok: false, error: String((err && err.message) || err) });
+    // A trap (a Rust panic) leaves the wasm instance unusable: the page starts a new worker.
+    const fatal = err instanceof WebAssembly.RuntimeError;
+    postMessage({ id, ok: false, error: String((err && err.message) || err), fatal });
   }
 };
