@@ -150,7 +150,9 @@ async fn backend_timings_in_the_browser() {
 /// WebGPU for the model-sized tests, only when AUTOSAM_HEAVY_WEBGPU was set at build time. On
 /// SwiftShader (CI's software adapter) they take minutes, and afterwards the renderer has twice
 /// missed chromedriver's 30 s deadline in a later test, failing runs whose checks had passed.
-/// The probe test above still checks WebGPU against the CPU in every run.
+/// So `scripts/test` runs the encoder test with it alone in a second browser session; the
+/// training test's WebGPU half (two steps, about 9 min) runs only by hand. The probe test above
+/// checks WebGPU against the CPU in every run.
 async fn heavy_webgpu_device() -> Option<Device> {
     if option_env!("AUTOSAM_HEAVY_WEBGPU").is_none() {
         say("model on WebGPU: skipped (set AUTOSAM_HEAVY_WEBGPU=1 to run it)");
