@@ -152,6 +152,16 @@ await check("a label map for the shown volume teaches a new head for one epoch",
   const text = await status.textContent();
   if (!/Taught a linear head: 1 epoch on \d+ slices/.test(text)) throw new Error(`status: ${text}`);
   if (await page.locator("#plot").isHidden()) throw new Error("no training plot");
+  // The loss is drawn in the plot's blue (#8ab4f8).
+  const blue = await page.evaluate(() => {
+    const c = document.getElementById("plot"), d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) n += Math.abs(d[i] - 0x8a) < 8 && Math.abs(d[i + 1] - 0xb4) < 8 && Math.abs(d[i + 2] - 0xf8) < 8;
+    return n;
+  });
+  if (blue < 10) throw new Error(`the plot shows no loss (${blue} blue pixels)`);
+  await page.locator("#plot").scrollIntoViewIfNeeded();
+  await page.locator("#plot").screenshot({ path: join(outDir, "page-training-plot.png") });
   console.log(`     ${text}`);
 });
 await page.screenshot({ path: join(outDir, "page-taught.png") });
