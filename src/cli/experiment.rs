@@ -37,13 +37,46 @@ pub struct Plan {
     /// Ks at which AutoSAM is also trained with augmented views added, and how many per slice.
     pub aug_ks: Vec<usize>,
     pub aug_views: usize,
+    /// The methods to run, by key ([`METHOD_KEYS`]); all when empty. A converged run can then be
+    /// made in parts (a few Ks and methods at a time) and each part's rows read side by side.
+    pub methods: Vec<String>,
 }
+
+/// `--methods` keys, in the order the methods run.
+pub const METHOD_KEYS: [&str; 7] = [
+    "sam-box",
+    "autosam",
+    "cnn",
+    "linear",
+    "autosam-aug",
+    "unet",
+    "unet-simclr",
+];
 
 fn patients(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
     range.map(|i| format!("patient{i:03}")).collect()
 }
 
 impl Plan {
+    fn runs(&self, key: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == key)
+    }
+
+    /// Keeps the Ks and methods named (`1:2,8:1` gives K and draws; an empty list keeps all).
+    pub fn select(&mut self, ks: &[(usize, usize)], methods: &[String]) -> Result<(), String> {
+        if let Some(bad) = methods.iter().find(|m| !METHOD_KEYS.contains(&m.as_str())) {
+            return Err(format!(
+                "unknown method `{bad}`: use {}",
+                METHOD_KEYS.join(", ")
+            ));
+        }
+        if !ks.is_empty() {
+            self.ks = ks.to_vec();
+        }
+        self.methods = methods.to_vec();
+        Ok(())
+    }
+
     pub fn full() -> Self {
         Self {
             pool: patients(1..=20),
@@ -56,6 +89,7 @@ impl Plan {
                 ..PretrainConfig::default()
             },
             aug_ks: vec![1],
+            methods: Vec::new(),
             aug_views: 2,
         }
     }
@@ -74,6 +108,7 @@ impl Plan {
                 ..PretrainConfig::default()
             },
             aug_ks: vec![1],
+            methods: Vec::new(),
             aug_views: 1,
         }
     }
@@ -225,7 +260,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
     // SAM with ground-truth boxes needs no training: one score, drawn as a line.
     let t = Instant::now();
     let mut per_volume = Vec::new();
-    for case in &test {
+    for case in test.iter().filter(|_| plan.runs("sam-box")) {
         let [c, g, _] = case.embeddings.shape;
         let pred = box_segment_volume(sam, &case.prepared, &case.truth, |z| {
             Tensor::from_data(
@@ -235,20 +270,27 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
         });
         per_volume.push(case.dice(&pred, classes));
     }
-    runs.push(Run {
-        method: SAM_BOX.into(),
-        k: 0,
-        draw: 0,
-        patients: vec![],
-        dice: class_means(&per_volume),
-        train_s: 0.0,
-        eval_s: t.elapsed().as_secs_f64(),
-    });
-    report(runs.last().unwrap());
+    if plan.runs("sam-box") {
+        runs.push(Run {
+            method: SAM_BOX.into(),
+            k: 0,
+            draw: 0,
+            patients: vec![],
+            dice: class_means(&per_volume),
+            train_s: 0.0,
+            eval_s: t.elapsed().as_secs_f64(),
+        });
+        report(runs.last().unwrap());
+    }
 
     // SimCLR once, on unlabelled images of the non-test patients.
     let t = Instant::now();
-    let unlabelled: Vec<Vec<f32>> = wanted(&plan.unlabelled)
+    let simclr_images = if plan.runs("unet-simclr") {
+        plan.unlabelled.clone()
+    } else {
+        Vec::new()
+    };
+    let unlabelled: Vec<Vec<f32>> = wanted(&simclr_images)
         .iter()
         .map(|(_, image, _)| {
             let v = read_volume(image)?;
@@ -265,7 +307,15 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
         .collect();
     let ad = cpu.autodiff();
     let size = sam.input_size();
-    let pretrained = simclr::pretrain(&unlabelled, size, &plan.simclr, &ad, |step, loss| {
+    let simclr_cfg = PretrainConfig {
+        steps: if unlabelled.is_empty() {
+            0
+        } else {
+            plan.simclr.steps
+        },
+        ..plan.simclr.clone()
+    };
+    let pretrained = simclr::pretrain(&unlabelled, size, &simclr_cfg, &ad, |step, loss| {
         if step % 10 == 0 || step == plan.simclr.steps {
             eprintln!("SimCLR step {step}: NT-Xent {loss:.4}");
         }
@@ -306,12 +356,12 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
             let fit_score = |model: Head, samples: &[Sample]| {
                 train_and_score(model, samples, false, &cfg, &dense_pe, &test, &pe)
             };
-            for (method, kind) in HEADS {
+            for (method, kind) in HEADS.into_iter().filter(|(_, kind)| plan.runs(kind)) {
                 ad.seed(draw as u64);
                 let head = Head::new(kind, classes, sam_weights, &ad).map_err(|e| e.to_string())?;
                 go(method, fit_score(head, &emb))?;
             }
-            if plan.aug_ks.contains(&k) {
+            if plan.aug_ks.contains(&k) && plan.runs("autosam-aug") {
                 let mut with_views = emb.clone();
                 for c in &train_cases {
                     with_views.extend(augmented(sam, c, plan.aug_views, draw as u64, &args.cache)?);
@@ -321,18 +371,22 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
                     Head::new("autosam", classes, sam_weights, &ad).map_err(|e| e.to_string())?;
                 go(AUG, fit_score(head, &with_views))?;
             }
-            ad.seed(draw as u64);
-            let unet = UNet::new(1, classes, &ad);
-            go(
-                UNET,
-                train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
-            )?;
-            ad.seed(draw as u64);
-            let unet = UNet::with_encoder(pretrained.clone(), classes, &ad);
-            go(
-                UNET_SIMCLR,
-                train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
-            )?;
+            if plan.runs("unet") {
+                ad.seed(draw as u64);
+                let unet = UNet::new(1, classes, &ad);
+                go(
+                    UNET,
+                    train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
+                )?;
+            }
+            if plan.runs("unet-simclr") {
+                ad.seed(draw as u64);
+                let unet = UNet::with_encoder(pretrained.clone(), classes, &ad);
+                go(
+                    UNET_SIMCLR,
+                    train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
+                )?;
+            }
         }
     }
     let wall_s = started.elapsed().as_secs_f64();

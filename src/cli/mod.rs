@@ -146,6 +146,12 @@ enum Command {
         /// Mini-batches per training run (every method, every K); the plan's when absent.
         #[arg(long)]
         steps: Option<usize>,
+        /// Only these Ks, as K:draws (`1:2,8:1`); the plan's when absent.
+        #[arg(long, value_delimiter = ',', value_parser = parse_k)]
+        ks: Vec<(usize, usize)>,
+        /// Only these methods: sam-box, autosam, cnn, linear, autosam-aug, unet, unet-simclr.
+        #[arg(long, value_delimiter = ',')]
+        methods: Vec<String>,
         #[arg(long, default_value = "weights/lite_medsam.pth")]
         weights: PathBuf,
         #[arg(long, default_value = "weights/embeddings")]
@@ -302,6 +308,8 @@ pub fn main() -> ExitCode {
             name,
             quick,
             steps,
+            ks,
+            methods,
             weights,
             cache,
         } => load_weights(&weights).and_then(|(config, w)| {
@@ -312,6 +320,7 @@ pub fn main() -> ExitCode {
                 experiment::Plan::full()
             };
             plan.steps = steps.unwrap_or(plan.steps);
+            plan.select(&ks, &methods)?;
             experiment::run(
                 &sam,
                 &w,
@@ -338,6 +347,16 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `K:draws` (or `K`, one draw) for `experiment --ks`.
+fn parse_k(s: &str) -> Result<(usize, usize), String> {
+    let (k, draws) = s.split_once(':').unwrap_or((s, "1"));
+    let n = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("`{s}`: {e}"));
+    match (n(k)?, n(draws)?) {
+        (0, _) | (_, 0) => Err(format!("`{s}`: K and draws start at 1")),
+        pair => Ok(pair),
     }
 }
 
