@@ -517,9 +517,7 @@ fn markdown(runs: &[Run], plan: &Plan, wall_s: f64, ready_s: f64, simclr_s: f64)
         "Mean 3-D Dice over RV, MYO and LV on {} held-out volumes ({}), against K labelled patients \
          (ED + ES each). Each run trains {} mini-batches of 4 slices (Adam, lr 5e-4); with several \
          draws the cell gives the mean and the range. SAM (box) uses ground-truth boxes and no training.\n",
-        runs.iter()
-            .find(|r| r.method == SAM_BOX)
-            .map_or(0, |_| plan.test.len() * 2),
+        plan.test.len() * 2,
         range_name(&plan.test),
         plan.steps
     );
@@ -566,15 +564,21 @@ fn markdown(runs: &[Run], plan: &Plan, wall_s: f64, ready_s: f64, simclr_s: f64)
     }
     let _ = writeln!(
         out,
-        "\nWall time {:.1} min: {:.0} s to read and encode (or load cached embeddings), {:.0} s of SimCLR \
-         pre-training ({} steps of {} slices, two {}px views each, on {}).",
+        "\nWall time {:.1} min: {:.0} s to read and encode (or load cached embeddings), {}.",
         wall_s / 60.0,
         ready_s,
-        simclr_s,
-        plan.simclr.steps,
-        plan.simclr.batch_size,
-        plan.simclr.view_size,
-        range_name(&plan.unlabelled)
+        if plan.runs("unet-simclr") {
+            format!(
+                "{simclr_s:.0} s of SimCLR pre-training ({} steps of {} slices, two {}px views \
+                 each, on {})",
+                plan.simclr.steps,
+                plan.simclr.batch_size,
+                plan.simclr.view_size,
+                range_name(&plan.unlabelled)
+            )
+        } else {
+            "no SimCLR (not among the methods)".into()
+        }
     );
     out
 }
