@@ -186,7 +186,9 @@ function draw() {
 
 // The plane a slice along `axis` shows, from the orientation letters (RAS: i -> sagittal).
 function planeName(v, axis) {
-  const letter = (v.summary().orientation || "")[axis] || "";
+  // summary() scans every voxel: ask once per volume, not on every draw.
+  v.orientation ??= v.summary().orientation || "";
+  const letter = v.orientation[axis] || "";
   return { R: "sagittal", L: "sagittal", A: "coronal", P: "coronal", S: "axial", I: "axial" }[letter] || `axis ${"ijk"[axis]}`;
 }
 

@@ -303,11 +303,7 @@ fn head_from_bytes(
     sam_weights: &Weights,
     device: &burn::tensor::Device,
 ) -> Result<(Head, HeadInfo), String> {
-    let (info, weights) = store::read(bytes).map_err(|e| e.to_string())?;
-    let head = Head::new(&info.kind, info.classes.len(), sam_weights, device)
-        .and_then(|h| store::assign(h, &weights))
-        .map_err(|e| e.to_string())?;
-    Ok((head, info))
+    store::load(bytes, sam_weights, device).map_err(|e| e.to_string())
 }
 
 pub fn eval(

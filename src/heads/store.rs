@@ -4,7 +4,7 @@
 //! type needs no code here.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::Head;
@@ -163,7 +163,18 @@ pub fn write(weights: &Weights, info: &HeadInfo, precision: Precision) -> Result
     format::write_file(weights, HEAD_FORMAT, &[("head", json)], precision)
 }
 
-/// The info and tensors of a head file; build a head of `info.kind` and [`assign`] them.
+/// A head file as a head on `device` with its info. `sam_weights` are the encoder's file, whose
+/// mask decoder AutoSAM and linear heads are built on before the stored tensors go in.
+pub fn load(bytes: &[u8], sam_weights: &Weights, device: &Device) -> Result<(Head, HeadInfo)> {
+    let (info, tensors) = read(bytes)?;
+    let head = assign(
+        Head::new(&info.kind, info.classes.len(), sam_weights, device)?,
+        &tensors,
+    )?;
+    Ok((head, info))
+}
+
+/// The info and tensors of a head file; [`load`] builds the head.
 pub fn read(bytes: &[u8]) -> Result<(HeadInfo, Weights)> {
     let file = format::read_file(
         bytes,

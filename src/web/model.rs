@@ -62,15 +62,14 @@ fn build_head(
     bytes: &[u8],
     device: &Device,
 ) -> Result<LoadedHead, JsError> {
-    let (info, tensors) = store::read(bytes)?;
+    // Every SAM decoder has the same shapes, so a head for another encoder loads: check which.
+    let (head, info) = store::load(bytes, weights, device)?;
     if info.encoder != sam.config.model_id {
         return Err(JsError::new(&format!(
             "the head was trained on {} embeddings, but the model is {}",
             info.encoder, sam.config.model_id
         )));
     }
-    let head = Head::new(&info.kind, info.classes.len(), weights, device)
-        .and_then(|h| store::assign(h, &tensors))?;
     Ok(LoadedHead { head, info })
 }
 
