@@ -106,6 +106,52 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
+/// The order of mini-batches over epochs: each epoch a fresh shuffle seeded by `seed` and the
+/// epoch, then consecutive batches. Native training and the page's use the same one.
+#[derive(Debug, Clone)]
+pub struct Batches {
+    order: Vec<usize>,
+    batch: usize,
+    seed: u64,
+    epoch: usize,
+    at: usize,
+}
+
+impl Batches {
+    pub fn new(samples: usize, batch: usize, seed: u64) -> Self {
+        Self {
+            order: (0..samples).collect(),
+            batch: batch.max(1),
+            seed,
+            epoch: 0,
+            at: 0,
+        }
+    }
+
+    pub fn per_epoch(&self) -> usize {
+        self.order.len().div_ceil(self.batch).max(1)
+    }
+
+    /// The next batch's sample indices, with its epoch and its step in that epoch (both from 1).
+    pub fn next_batch(&mut self) -> (Vec<usize>, usize, usize) {
+        if self.at == 0 {
+            shuffle(
+                &mut self.order,
+                self.seed.wrapping_add(self.epoch as u64 + 1),
+            );
+        }
+        let (b, n) = (self.batch, self.order.len());
+        let batch = self.order[(self.at * b).min(n)..((self.at + 1) * b).min(n)].to_vec();
+        let (epoch, step) = (self.epoch + 1, self.at + 1);
+        self.at += 1;
+        if self.at == self.per_epoch() {
+            self.at = 0;
+            self.epoch += 1;
+        }
+        (batch, epoch, step)
+    }
+}
+
 /// Trains any [`Segmenter`]: a head on embeddings or the UNet baseline on images.
 pub struct Trainer<M: Segmenter> {
     model: Option<M>,
@@ -205,27 +251,17 @@ pub fn fit<M: Segmenter>(
 ) -> (M, Vec<Progress>) {
     let mut trainer = Trainer::new(model, dense_pe, cfg.lr, device);
     let plain_pe = dense_pe.to_device::<4>(&device.clone().inner());
-    let batch = cfg.batch_size.max(1);
-    let per_epoch = train.len().div_ceil(batch).max(1);
+    let mut batches = Batches::new(train.len(), cfg.batch_size, cfg.seed);
+    let per_epoch = batches.per_epoch();
     let total = cfg.steps.unwrap_or(cfg.epochs * per_epoch);
-    let mut order: Vec<usize> = (0..train.len()).collect();
     let (mut history, mut losses) = (Vec::new(), Vec::new());
     for step in 0..total {
-        let at = step % per_epoch;
-        if at == 0 {
-            shuffle(
-                &mut order,
-                cfg.seed.wrapping_add((step / per_epoch) as u64 + 1),
-            );
-        }
-        let chunk: Vec<&Sample> = order[at * batch..((at + 1) * batch).min(order.len())]
-            .iter()
-            .map(|&i| &train[i])
-            .collect();
+        let (indices, epoch, at) = batches.next_batch();
+        let chunk: Vec<&Sample> = indices.iter().map(|&i| &train[i]).collect();
         losses.push(f64::from(trainer.step(&chunk).into_scalar::<f32>()));
-        if at + 1 == per_epoch || step + 1 == total {
+        if at == per_epoch || step + 1 == total {
             let p = Progress {
-                epoch: step / per_epoch + 1,
+                epoch,
                 loss: losses.iter().sum::<f64>() / losses.len() as f64,
                 // Off autodiff: forwards on an autodiff model keep their activations for a
                 // backward pass that never comes (2 GB per AutoSAM batch of 4).

@@ -13,7 +13,7 @@ use super::WebModel;
 use super::model::LoadedHead;
 use crate::heads::Head;
 use crate::heads::store::{ClassInfo, HeadInfo};
-use crate::train::{Sample, Trainer, inputs, predict, shuffle};
+use crate::train::{Batches, Sample, Trainer, inputs, predict};
 
 #[derive(serde::Serialize)]
 struct StepReport {
@@ -24,10 +24,8 @@ struct StepReport {
 
 struct State {
     trainer: Trainer<Head>,
-    /// The step within the epoch, and the epoch's shuffled order.
-    at: usize,
-    order: Vec<usize>,
-    epoch: usize,
+    /// Made at the first step, once the samples are all in.
+    batches: Option<Batches>,
 }
 
 /// A head being trained, its samples, and what it will be saved with.
@@ -70,9 +68,7 @@ impl WebTrainer {
         Ok(Self {
             state: Rc::new(RefCell::new(Some(State {
                 trainer: Trainer::new(head, &pe, lr, &device),
-                at: 0,
-                order: Vec::new(),
-                epoch: 0,
+                batches: None,
             }))),
             train: Rc::new(Vec::new()),
             val: Rc::new(Vec::new()),
@@ -145,22 +141,12 @@ impl WebTrainer {
                 .borrow_mut()
                 .take()
                 .ok_or_else(|| JsError::new("a step is already running"))?;
-            if st.at == 0 {
-                st.order = (0..train.len()).collect();
-                shuffle(&mut st.order, seed.wrapping_add(st.epoch as u64 + 1));
-            }
-            let chunk: Vec<&Sample> = st.order
-                [st.at * batch..((st.at + 1) * batch).min(train.len())]
-                .iter()
-                .map(|&i| &train[i])
-                .collect();
+            let (indices, epoch, step) = st
+                .batches
+                .get_or_insert_with(|| Batches::new(train.len(), batch, seed))
+                .next_batch();
+            let chunk: Vec<&Sample> = indices.iter().map(|&i| &train[i]).collect();
             let loss = st.trainer.step(&chunk);
-            let (epoch, step) = (st.epoch + 1, st.at + 1);
-            st.at += 1;
-            if st.at * batch >= train.len() {
-                st.at = 0;
-                st.epoch += 1;
-            }
             // Back before the read: an error there must not lose the trainer.
             *cell.borrow_mut() = Some(st);
             let loss = super::read(loss).await?[0];
