@@ -6,7 +6,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use autosam::backend;
-use autosam::model::{Sam, SamConfig};
+use autosam::heads::Head;
+use autosam::model::{HostTensor, Sam, SamConfig};
+use autosam::train::{Sample, Trainer};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
@@ -26,8 +28,15 @@ pub struct Measurement {
     pub load_ms: f64,
     pub encode_ms: f64,
     pub decode_ms: f64,
+    /// One AutoSAM-head training step on a batch of 4 embeddings (CPU only: a step on a
+    /// software Vulkan adapter takes minutes).
+    pub train_ms: Option<f64>,
     pub peak_rss_mib: f64,
 }
+
+/// The allocator setting `main` changes, measured against mimalloc's own default in the same
+/// run: the default gives freed pages back to the kernel after this many ms.
+const MIMALLOC_DEFAULT_PURGE_MS: &str = "1000";
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -73,7 +82,6 @@ pub fn child(name: &str, weights: &Path, repeats: usize) -> Result<(), String> {
     let t = Instant::now();
     let (config, weights) = load_weights(weights)?;
     let sam = Sam::load(&weights, config, &device).map_err(|e| e.to_string())?;
-    drop(weights);
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let input = bench_input(&sam.config);
     let encode_ms = time_ms(repeats, || sam.encode(&input).into_data().num_elements());
@@ -82,16 +90,56 @@ pub fn child(name: &str, weights: &Path, repeats: usize) -> Result<(), String> {
         let pred = sam.decode_boxes(embedding.clone(), &[[60.0, 60.0, 180.0, 170.0]]);
         pred.masks.into_data().num_elements()
     });
+    let train_ms = (name != "wgpu")
+        .then(|| train_step_ms(&sam, &weights, embedding, &device, repeats))
+        .transpose()?;
     let m = Measurement {
         backend: name.into(),
         adapter,
         load_ms,
         encode_ms,
         decode_ms,
+        train_ms,
         peak_rss_mib: peak_rss_mib(),
     };
     println!("{}", serde_json::to_string(&m).map_err(|e| e.to_string())?);
     Ok(())
+}
+
+/// Median ms of an AutoSAM-head training step (3 classes, batch 4, the paper's Adam) on the
+/// bench slice's embedding, labelled with a disc.
+fn train_step_ms(
+    sam: &Sam,
+    weights: &autosam::model::Weights,
+    embedding: burn::tensor::Tensor<4>,
+    device: &Device,
+    repeats: usize,
+) -> Result<f64, String> {
+    let ad = device.clone().autodiff();
+    let head = Head::new("autosam", 3, weights, &ad).map_err(|e| e.to_string())?;
+    let shape = embedding.dims();
+    let input = embedding
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))?;
+    let s = sam.input_size();
+    let labels = (0..s * s)
+        .map(|i| {
+            let (y, x) = ((i / s) as f32 - 128.0, (i % s) as f32 - 128.0);
+            u8::from(x * x + y * y < 40.0 * 40.0) * 3
+        })
+        .collect();
+    let sample = Sample {
+        input,
+        shape: [shape[1], shape[2], shape[3]],
+        labels,
+    };
+    let dense_pe: HostTensor = sam.prompt_encoder.dense_pe();
+    let mut trainer = Trainer::new(head, &dense_pe, 5e-4, &ad);
+    let batch = [&sample; 4];
+    Ok(time_ms(repeats, || {
+        trainer.step(&batch).into_data().num_elements()
+    }))
 }
 
 /// A smooth synthetic slice; the encoder's cost does not depend on the values.
@@ -115,19 +163,29 @@ pub fn run(weights: &Path, repeats: usize, out: Option<&Path>) -> Result<(), Str
     backends.push("wgpu");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
-    for name in backends {
-        let output = Command::new(&exe)
+    let mut children: Vec<(&str, Option<&str>)> = backends.into_iter().map(|b| (b, None)).collect();
+    children.insert(1, ("flex", Some(MIMALLOC_DEFAULT_PURGE_MS)));
+    for (name, purge) in children {
+        let mut child = Command::new(&exe);
+        child
             .args(["bench", "--child", name, "--repeats", &repeats.to_string()])
             .arg("--weights")
-            .arg(weights)
-            .output()
-            .map_err(|e| e.to_string())?;
+            .arg(weights);
+        if let Some(ms) = purge {
+            child.env("MIMALLOC_PURGE_DELAY", ms);
+        }
+        let output = child.output().map_err(|e| e.to_string())?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         match stdout
             .lines()
             .find_map(|l| serde_json::from_str::<Measurement>(l).ok())
         {
-            Some(m) => rows.push(m),
+            Some(mut m) => {
+                if let Some(ms) = purge {
+                    m.backend = format!("{name}, freed memory returned after {ms} ms");
+                }
+                rows.push(m)
+            }
             None => eprintln!(
                 "{name}: skipped ({})",
                 String::from_utf8_lossy(&output.stderr).trim()
@@ -146,25 +204,28 @@ pub fn run(weights: &Path, repeats: usize, out: Option<&Path>) -> Result<(), Str
     let mut table = format!(
         "LiteMedSAM encoder, one 256x256 slice, native, {threads} threads; median of {repeats} runs \
          after a warm-up (`cargo run --release{features} -- bench --repeats {repeats}`). Peak memory is the \
-         process's peak resident set (weights, activations and runtime; GPU memory is not in it).\n\n\
-         | backend | adapter | encoder ms/slice | vs ONNX Runtime | box decoder ms | model load ms | peak RSS MiB |\n\
-         |---|---|---:|---:|---:|---:|---:|\n"
+         process's peak resident set (weights, activations and runtime; GPU memory is not in it). \
+         The train step is one AutoSAM-head step (3 classes, 4 embeddings, Adam). The CLI keeps \
+         the memory it frees; the second row is mimalloc's default, which hands it back to the kernel.\n\n\
+         | backend | adapter | encoder ms/slice | vs ONNX Runtime | box decoder ms | train step ms | model load ms | peak RSS MiB |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|\n"
     );
     for m in &rows {
         table.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2}x | {:.0} | {:.0} | {:.0} |\n",
+            "| {} | {} | {:.0} | {:.2}x | {:.0} | {} | {:.0} | {:.0} |\n",
             m.backend,
             m.adapter,
             m.encode_ms,
             m.encode_ms / ort,
             m.decode_ms,
+            m.train_ms.map_or("-".into(), |t| format!("{t:.0}")),
             m.load_ms,
             m.peak_rss_mib
         ));
     }
     for (name, two, one) in REFERENCE {
         table.push_str(&format!(
-            "| {name} (issue's figure, 2 threads; 1 thread: {one:.0} ms) | CPU | {two:.0} | {:.2}x | | | |\n",
+            "| {name} (issue's figure, 2 threads; 1 thread: {one:.0} ms) | CPU | {two:.0} | {:.2}x | | | | |\n",
             two / ort
         ));
     }
