@@ -56,6 +56,36 @@ fn quick_experiment_runs_every_method_and_writes_its_outputs() {
     // Zero-shot SAM with ground-truth boxes finds the LV whatever the step budget.
     let sam = rows.iter().find(|r| r[0] == METHODS[0]).unwrap();
     assert!(sam[6].parse::<f64>().unwrap() > 0.8, "{csv}");
+    // Every trained method records its first and last epoch's loss.
+    for row in rows.iter().filter(|r| r[0] != METHODS[0]) {
+        assert_eq!(row.len(), 13, "{csv}");
+        assert!(row[11].parse::<f64>().unwrap() > 0.0, "{csv}");
+    }
+    // Resuming skips what the file holds and keeps it.
+    let again = Command::new(env!("CARGO_BIN_EXE_autosam"))
+        .current_dir(root)
+        .args([
+            "experiment",
+            "--quick",
+            "--resume",
+            "--methods",
+            "sam-box",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success() && said.contains("(0 runs here, 7 in the file"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("experiment.csv")).unwrap(),
+        csv
+    );
     let md = std::fs::read_to_string(out.join("experiment.md")).unwrap();
     assert!(
         md.contains("| AutoSAM |") && md.contains("Wall time"),

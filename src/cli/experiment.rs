@@ -115,6 +115,7 @@ impl Plan {
 }
 
 /// One trained-and-scored run.
+#[derive(Clone, Debug)]
 struct Run {
     method: String,
     k: usize,
@@ -124,13 +125,32 @@ struct Run {
     dice: Vec<Option<f64>>,
     train_s: f64,
     eval_s: f64,
+    steps: usize,
+    /// Mean training loss of the first and of the last epoch: whether a run has stopped
+    /// improving, which its Dice alone cannot say.
+    loss: Option<(f64, f64)>,
 }
 
 impl Run {
     fn mean(&self) -> Option<f64> {
         mean(self.dice.iter().copied())
     }
+
+    fn same(&self, other: &Run) -> bool {
+        (&self.method, self.k, self.draw) == (&other.method, other.k, other.draw)
+    }
 }
+
+/// The order methods are listed and plotted in, whichever order their runs finished in.
+const ORDER: [&str; 7] = [
+    SAM_BOX,
+    HEADS[0].0,
+    HEADS[1].0,
+    HEADS[2].0,
+    AUG,
+    UNET,
+    UNET_SIMCLR,
+];
 
 const HEADS: [(&str, &str); 3] = [
     ("AutoSAM", "autosam"),
@@ -220,6 +240,9 @@ pub struct ExperimentArgs {
     pub plan: Plan,
     pub name: String,
     pub cache: PathBuf,
+    /// Keep the runs already in the output CSV (same step budget), skip them, and merge new
+    /// runs into it as each finishes: a big run is made in parts, even by two processes at once.
+    pub resume: bool,
 }
 
 pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(), String> {
@@ -256,11 +279,27 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
     let pe = dense_pe.to_device::<4>(&cpu);
     let classes = cardiac_classes().len();
     let mut runs: Vec<Run> = Vec::new();
+    let outputs = Outputs::new(&args)?;
+    // Runs another process (or an earlier part) has already written.
+    let done = |method: &str, k: usize, draw: usize| -> Result<bool, String> {
+        Ok(args.resume
+            && outputs
+                .read()?
+                .iter()
+                .any(|r| (r.method.as_str(), r.k, r.draw) == (method, k, draw)))
+    };
+    let summary = |runs: &[Run], simclr_s: Option<f64>| Summary {
+        wall_s: started.elapsed().as_secs_f64(),
+        ready_s,
+        simclr_s,
+        runs_here: runs.len(),
+    };
 
     // SAM with ground-truth boxes needs no training: one score, drawn as a line.
     let t = Instant::now();
     let mut per_volume = Vec::new();
-    for case in test.iter().filter(|_| plan.runs("sam-box")) {
+    let sam_box = plan.runs("sam-box") && !done(SAM_BOX, 0, 0)?;
+    for case in test.iter().filter(|_| sam_box) {
         let [c, g, _] = case.embeddings.shape;
         let pred = box_segment_volume(sam, &case.prepared, &case.truth, |z| {
             Tensor::from_data(
@@ -270,7 +309,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
         });
         per_volume.push(case.dice(&pred, classes));
     }
-    if plan.runs("sam-box") {
+    if sam_box {
         runs.push(Run {
             method: SAM_BOX.into(),
             k: 0,
@@ -279,13 +318,21 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
             dice: class_means(&per_volume),
             train_s: 0.0,
             eval_s: t.elapsed().as_secs_f64(),
+            steps: plan.steps,
+            loss: None,
         });
         report(runs.last().unwrap());
+        outputs.write(&runs, plan, &summary(&runs, None))?;
     }
 
     // SimCLR once, on unlabelled images of the non-test patients.
     let t = Instant::now();
-    let simclr_images = if plan.runs("unet-simclr") {
+    let simclr_needed = plan.runs("unet-simclr")
+        && plan
+            .ks
+            .iter()
+            .any(|&(k, draws)| (0..draws).any(|d| !done(UNET_SIMCLR, k, d).unwrap_or(false)));
+    let simclr_images = if simclr_needed {
         plan.unlabelled.clone()
     } else {
         Vec::new()
@@ -320,8 +367,10 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
             eprintln!("SimCLR step {step}: NT-Xent {loss:.4}");
         }
     });
-    let simclr_s = t.elapsed().as_secs_f64();
-    eprintln!("SimCLR on {} slices: {simclr_s:.0} s", unlabelled.len());
+    let simclr_s = simclr_needed.then(|| t.elapsed().as_secs_f64());
+    if let Some(s) = simclr_s {
+        eprintln!("SimCLR on {} slices: {s:.0} s", unlabelled.len());
+    }
 
     for &(k, draws) in &plan.ks {
         for draw in 0..draws {
@@ -340,7 +389,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
                 ..TrainConfig::default()
             };
             let mut go = |method: &str, scored: Scored| {
-                let (dice, train_s, eval_s) = scored?;
+                let (dice, loss, train_s, eval_s) = scored?;
                 runs.push(Run {
                     method: method.into(),
                     k,
@@ -349,19 +398,27 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
                     dice,
                     train_s,
                     eval_s,
+                    steps: plan.steps,
+                    loss,
                 });
                 report(runs.last().unwrap());
-                Ok::<(), String>(())
+                outputs.write(&runs, plan, &summary(&runs, simclr_s))
+            };
+            let todo = |method: &str, key: &str| -> Result<bool, String> {
+                Ok(plan.runs(key) && !done(method, k, draw)?)
             };
             let fit_score = |model: Head, samples: &[Sample]| {
                 train_and_score(model, samples, false, &cfg, &dense_pe, &test, &pe)
             };
-            for (method, kind) in HEADS.into_iter().filter(|(_, kind)| plan.runs(kind)) {
+            for (method, kind) in HEADS {
+                if !todo(method, kind)? {
+                    continue;
+                }
                 ad.seed(draw as u64);
                 let head = Head::new(kind, classes, sam_weights, &ad).map_err(|e| e.to_string())?;
                 go(method, fit_score(head, &emb))?;
             }
-            if plan.aug_ks.contains(&k) && plan.runs("autosam-aug") {
+            if plan.aug_ks.contains(&k) && todo(AUG, "autosam-aug")? {
                 let mut with_views = emb.clone();
                 for c in &train_cases {
                     with_views.extend(augmented(sam, c, plan.aug_views, draw as u64, &args.cache)?);
@@ -371,7 +428,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
                     Head::new("autosam", classes, sam_weights, &ad).map_err(|e| e.to_string())?;
                 go(AUG, fit_score(head, &with_views))?;
             }
-            if plan.runs("unet") {
+            if todo(UNET, "unet")? {
                 ad.seed(draw as u64);
                 let unet = UNet::new(1, classes, &ad);
                 go(
@@ -379,7 +436,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
                     train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
                 )?;
             }
-            if plan.runs("unet-simclr") {
+            if todo(UNET_SIMCLR, "unet-simclr")? {
                 ad.seed(draw as u64);
                 let unet = UNet::with_encoder(pretrained.clone(), classes, &ad);
                 go(
@@ -389,30 +446,105 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
             }
         }
     }
-    let wall_s = started.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let write = |ext: &str, text: String| -> Result<PathBuf, String> {
-        let path = args.out.join(format!("{}.{ext}", args.name));
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(path)
+    // A resumed part with nothing left to do leaves the file's closing line as it was.
+    let all = if runs.is_empty() && args.resume {
+        outputs.read()?.len()
+    } else {
+        outputs.write(&runs, plan, &summary(&runs, simclr_s))?
     };
-    let csv = write("csv", csv(&runs))?;
-    let md = write("md", markdown(&runs, plan, wall_s, ready_s, simclr_s))?;
-    let svg = args.out.join(format!("{}.svg", args.name));
-    plot(&runs, &svg)?;
     println!(
-        "wrote {}, {} and {} ({} runs, wall time {:.1} min)",
-        csv.display(),
-        md.display(),
-        svg.display(),
+        "wrote {}.{{csv,md,svg}} ({} runs here, {all} in the file, wall time {:.1} min)",
+        outputs.stem.display(),
         runs.len(),
-        wall_s / 60.0
+        started.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
 }
 
-/// Per-class Dice on the test volumes, training seconds, scoring seconds.
-type Scored = Result<(Vec<Option<f64>>, f64, f64), String>;
+/// This invocation's times, for the table's closing line.
+struct Summary {
+    wall_s: f64,
+    ready_s: f64,
+    simclr_s: Option<f64>,
+    runs_here: usize,
+}
+
+/// The CSV, markdown and SVG of one experiment name.
+#[derive(Debug)]
+struct Outputs {
+    stem: PathBuf,
+    resume: bool,
+    steps: usize,
+}
+
+impl Outputs {
+    fn new(args: &ExperimentArgs) -> Result<Self, String> {
+        std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+        let outputs = Self {
+            stem: args.out.join(&args.name),
+            resume: args.resume,
+            steps: args.plan.steps,
+        };
+        outputs.read()?;
+        Ok(outputs)
+    }
+
+    fn path(&self, ext: &str) -> PathBuf {
+        self.stem.with_extension(ext)
+    }
+
+    /// The runs in the CSV when resuming (none otherwise, or when there is no file yet).
+    fn read(&self) -> Result<Vec<Run>, String> {
+        if !self.resume {
+            return Ok(Vec::new());
+        }
+        let path = self.path("csv");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let runs = parse_csv(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(r) = runs.iter().find(|r| r.steps != self.steps) {
+            return Err(format!(
+                "{} holds runs of {} steps, and this one trains {}: give it another --name",
+                path.display(),
+                r.steps,
+                self.steps
+            ));
+        }
+        Ok(runs)
+    }
+
+    /// Writes this invocation's runs merged with the file's (under a lock, so two processes
+    /// resuming the same name lose nothing); returns how many runs the file now holds.
+    fn write(&self, mine: &[Run], plan: &Plan, summary: &Summary) -> Result<usize, String> {
+        let err = |e: std::io::Error| format!("{}: {e}", self.path("lock").display());
+        let lock = std::fs::File::create(self.path("lock")).map_err(err)?;
+        lock.lock().map_err(err)?;
+        let mut all = self.read()?;
+        all.retain(|r| !mine.iter().any(|m| m.same(r)));
+        all.extend(mine.iter().map(Run::clone));
+        all.sort_by_key(|r| {
+            let at = ORDER.iter().position(|m| *m == r.method);
+            (at.unwrap_or(ORDER.len()), r.k, r.draw)
+        });
+        let write = |ext: &str, text: String| {
+            let path = self.path(ext);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        write("csv", csv(&all))?;
+        write("md", markdown(&all, plan, summary))?;
+        plot(&all, &self.path("svg"))?;
+        drop(lock);
+        std::fs::remove_file(self.path("lock")).ok();
+        Ok(all.len())
+    }
+}
+
+/// Per-class Dice on the test volumes, first and last epoch's loss, training seconds, scoring
+/// seconds.
+type Scored = Result<(Vec<Option<f64>>, Option<(f64, f64)>, f64, f64), String>;
 
 /// Trains on `samples` (on the autodiff device `model` lives on), then scores the test volumes
 /// with the model moved off autodiff.
@@ -431,12 +563,16 @@ fn train_and_score<M: Segmenter>(
         .first()
         .cloned()
         .ok_or("a model without parameters")?;
-    let (model, _) = fit(model, samples, &[], cfg, dense_pe, &device, |_| {});
+    let (model, history) = fit(model, samples, &[], cfg, dense_pe, &device, |_| {});
+    let loss = history
+        .first()
+        .zip(history.last())
+        .map(|(a, b)| (a.loss, b.loss));
     let model = model.valid();
     let train_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let dice = score(&model, test, images, pe)?;
-    Ok((dice, train_s, t.elapsed().as_secs_f64()))
+    Ok((dice, loss, train_s, t.elapsed().as_secs_f64()))
 }
 
 fn report(r: &Run) {
@@ -454,17 +590,23 @@ fn report(r: &Run) {
     );
 }
 
+const CSV_HEADER: &str =
+    "method,k,draw,patients,rv,myo,lv,mean,train_s,eval_s,steps,first_loss,last_loss";
+
 fn csv(runs: &[Run]) -> String {
-    let mut out = String::from("method,k,draw,patients,rv,myo,lv,mean,train_s,eval_s\n");
+    let mut out = format!("{CSV_HEADER}\n");
     for r in runs {
         let d: Vec<String> = r
             .dice
             .iter()
             .map(|v| v.map_or(String::new(), |x| format!("{x:.4}")))
             .collect();
+        let (first, last) = r.loss.map_or((String::new(), String::new()), |(a, b)| {
+            (format!("{a:.4}"), format!("{b:.4}"))
+        });
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{:.1},{:.1}",
+            "{},{},{},{},{},{},{:.1},{:.1},{},{first},{last}",
             // A comma would shift every later column.
             r.method.replace(',', ";"),
             r.k,
@@ -473,10 +615,46 @@ fn csv(runs: &[Run]) -> String {
             d.join(","),
             r.mean().map_or(String::new(), |x| format!("{x:.4}")),
             r.train_s,
-            r.eval_s
+            r.eval_s,
+            r.steps
         );
     }
     out
+}
+
+/// The runs of a CSV that [`csv`] wrote. The per-run Dice are kept at 4 decimals, which is all the
+/// table prints.
+fn parse_csv(text: &str) -> Result<Vec<Run>, String> {
+    let mut lines = text.lines();
+    if lines.next() != Some(CSV_HEADER) {
+        return Err(format!(
+            "not an experiment CSV with the columns {CSV_HEADER}"
+        ));
+    }
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            let bad = |what: &str| format!("row {}: {what}", i + 1);
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != 13 {
+                return Err(bad("needs 13 columns"));
+            }
+            let num = |s: &str| s.parse::<f64>().map_err(|_| bad(&format!("`{s}`")));
+            let opt = |s: &str| (!s.is_empty()).then(|| num(s)).transpose();
+            let int = |s: &str| s.parse::<usize>().map_err(|_| bad(&format!("`{s}`")));
+            Ok(Run {
+                method: f[0].to_string(),
+                k: int(f[1])?,
+                draw: int(f[2])?,
+                patients: f[3].split_whitespace().map(String::from).collect(),
+                dice: vec![opt(f[4])?, opt(f[5])?, opt(f[6])?],
+                train_s: num(f[8])?,
+                eval_s: num(f[9])?,
+                steps: int(f[10])?,
+                loss: opt(f[11])?.zip(opt(f[12])?),
+            })
+        })
+        .collect()
 }
 
 fn methods(runs: &[Run]) -> Vec<String> {
@@ -509,8 +687,8 @@ fn cell(
     Some((v.iter().sum::<f64>() / v.len() as f64, lo, hi, v.len()))
 }
 
-fn markdown(runs: &[Run], plan: &Plan, wall_s: f64, ready_s: f64, simclr_s: f64) -> String {
-    let ks: Vec<usize> = plan.ks.iter().map(|k| k.0).collect();
+fn markdown(runs: &[Run], plan: &Plan, summary: &Summary) -> String {
+    let ks = ks_of(runs);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -549,38 +727,70 @@ fn markdown(runs: &[Run], plan: &Plan, wall_s: f64, ready_s: f64, simclr_s: f64)
     }
     let _ = writeln!(
         out,
-        "\nSeconds per run (training / scoring the test set), mean over draws:\n"
+        "\nSeconds per run (training / scoring the test set), mean over runs, and the training \
+         loss (mean of the first epoch -> of the last) per K:\n"
     );
-    let _ = writeln!(out, "| method | train s | eval s |\n|---|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| method | train s | eval s | loss |\n|---|---:|---:|---|"
+    );
     for m in methods(runs) {
         let of: Vec<&Run> = runs.iter().filter(|r| r.method == m).collect();
         let avg = |f: fn(&Run) -> f64| of.iter().map(|r| f(r)).sum::<f64>() / of.len() as f64;
+        let losses: Vec<String> = ks
+            .iter()
+            .filter_map(|&k| {
+                let first = cell(runs, &m, k, |r| r.loss.map(|l| l.0))?.0;
+                let last = cell(runs, &m, k, |r| r.loss.map(|l| l.1))?.0;
+                Some(format!("K = {k}: {first:.2} -> {last:.2}"))
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "| {m} | {:.0} | {:.0} |",
+            "| {m} | {:.0} | {:.0} | {} |",
             avg(|r| r.train_s),
-            avg(|r| r.eval_s)
+            avg(|r| r.eval_s),
+            losses.join("; ")
         );
     }
-    let _ = writeln!(
-        out,
-        "\nWall time {:.1} min: {:.0} s to read and encode (or load cached embeddings), {}.",
-        wall_s / 60.0,
-        ready_s,
-        if plan.runs("unet-simclr") {
-            format!(
-                "{simclr_s:.0} s of SimCLR pre-training ({} steps of {} slices, two {}px views \
-                 each, on {})",
-                plan.simclr.steps,
-                plan.simclr.batch_size,
-                plan.simclr.view_size,
-                range_name(&plan.unlabelled)
-            )
-        } else {
-            "no SimCLR (not among the methods)".into()
-        }
+    let simclr = match summary.simclr_s {
+        Some(s) => format!(
+            "{s:.0} s of SimCLR pre-training ({} steps of {} slices, two {}px views each, on {})",
+            plan.simclr.steps,
+            plan.simclr.batch_size,
+            plan.simclr.view_size,
+            range_name(&plan.unlabelled)
+        ),
+        None => "no SimCLR pre-training".into(),
+    };
+    let here = format!(
+        "{:.1} min: {:.0} s to read and encode (or load cached embeddings), {simclr}",
+        summary.wall_s / 60.0,
+        summary.ready_s
     );
+    if summary.runs_here == runs.len() {
+        let _ = writeln!(out, "\nWall time {here}.");
+    } else {
+        let total: f64 = runs.iter().map(|r| r.train_s + r.eval_s).sum();
+        let _ = writeln!(
+            out,
+            "\nMade in parts (`--resume`): the {} runs' training and scoring add up to {:.0} min \
+             (parts running side by side slow each other). The part that wrote this file last \
+             made {} of them, wall time {here}.",
+            runs.len(),
+            total / 60.0,
+            summary.runs_here
+        );
+    }
     out
+}
+
+/// The Ks that runs were trained at, in order (SAM (box) has none).
+fn ks_of(runs: &[Run]) -> Vec<usize> {
+    let mut ks: Vec<usize> = runs.iter().map(|r| r.k).filter(|&k| k > 0).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    ks
 }
 
 /// `| method | K = 1 | ... |` and its rule, each K column aligned by `rule`.
@@ -600,12 +810,7 @@ fn range_name(list: &[String]) -> String {
 fn plot(runs: &[Run], path: &Path) -> Result<(), String> {
     use plotters::prelude::*;
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let ks: Vec<usize> = {
-        let mut k: Vec<usize> = runs.iter().map(|r| r.k).filter(|&k| k > 0).collect();
-        k.sort_unstable();
-        k.dedup();
-        k
-    };
+    let ks = ks_of(runs);
     let x = |k: usize| (k as f64).log2();
     let x_max = x(*ks.last().unwrap_or(&1)).max(1.0);
     let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
@@ -669,4 +874,93 @@ fn plot(runs: &[Run], path: &Path) -> Result<(), String> {
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(method: &str, k: usize, draw: usize, steps: usize) -> Run {
+        Run {
+            method: method.into(),
+            k,
+            draw,
+            patients: vec!["patient003".into(), "patient007".into()],
+            dice: vec![Some(0.25), None, Some(0.5)],
+            train_s: 12.5,
+            eval_s: 3.0,
+            steps,
+            loss: Some((2.5, 0.75)),
+        }
+    }
+
+    fn summary() -> Summary {
+        Summary {
+            wall_s: 60.0,
+            ready_s: 1.0,
+            simclr_s: None,
+            runs_here: 1,
+        }
+    }
+
+    #[test]
+    fn csv_rows_read_back_as_written() {
+        let runs = vec![run("AutoSAM", 2, 0, 300), run(SAM_BOX, 0, 0, 300)];
+        let text = csv(&runs);
+        assert_eq!(csv(&parse_csv(&text).unwrap()), text);
+        assert!(parse_csv("method,k\nAutoSAM,1\n").is_err());
+        let short = format!("{CSV_HEADER}\nAutoSAM,1,0\n");
+        assert!(parse_csv(&short).unwrap_err().contains("row 1"));
+    }
+
+    #[test]
+    fn resumed_parts_merge_into_one_file_of_one_budget() {
+        let dir = std::env::temp_dir().join(format!("autosam-parts-{}", std::process::id()));
+        let args = |steps: usize, resume: bool| ExperimentArgs {
+            data: PathBuf::new(),
+            out: dir.clone(),
+            plan: Plan {
+                steps,
+                ..Plan::quick()
+            },
+            name: "parts".into(),
+            cache: PathBuf::new(),
+            resume,
+        };
+        let plan = Plan::quick();
+        let a = Outputs::new(&args(300, true)).unwrap();
+        a.write(&[run(UNET, 1, 0, 300)], &plan, &summary()).unwrap();
+        // A second part (another process) adds its run and keeps the first one's.
+        let b = Outputs::new(&args(300, true)).unwrap();
+        let n = b
+            .write(
+                &[run("AutoSAM", 1, 0, 300), run(UNET, 2, 0, 300)],
+                &plan,
+                &summary(),
+            )
+            .unwrap();
+        assert_eq!(n, 3);
+        let merged = a.read().unwrap();
+        let keys: Vec<(&str, usize)> = merged.iter().map(|r| (r.method.as_str(), r.k)).collect();
+        assert_eq!(keys, [("AutoSAM", 1), (UNET, 1), (UNET, 2)]);
+        let md = std::fs::read_to_string(dir.join("parts.md")).unwrap();
+        assert!(
+            md.contains("Made in parts") && md.contains("K = 1: 2.50 -> 0.75"),
+            "{md}"
+        );
+        // Another budget may not be mixed in; without --resume the file starts over.
+        assert!(
+            Outputs::new(&args(100, true))
+                .unwrap_err()
+                .contains("300 steps")
+        );
+        let fresh = Outputs::new(&args(100, false)).unwrap();
+        assert_eq!(
+            fresh
+                .write(&[run(UNET, 4, 0, 100)], &plan, &summary())
+                .unwrap(),
+            1
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

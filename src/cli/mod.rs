@@ -152,6 +152,10 @@ enum Command {
         /// Only these methods: sam-box, autosam, cnn, linear, autosam-aug, unet, unet-simclr.
         #[arg(long, value_delimiter = ',')]
         methods: Vec<String>,
+        /// Keep the runs already in OUT/NAME.csv, skip them, and merge new ones in as each
+        /// finishes (two processes may resume one name side by side).
+        #[arg(long)]
+        resume: bool,
         #[arg(long, default_value = "weights/lite_medsam.pth")]
         weights: PathBuf,
         #[arg(long, default_value = "weights/embeddings")]
@@ -310,6 +314,7 @@ pub fn main() -> ExitCode {
             steps,
             ks,
             methods,
+            resume,
             weights,
             cache,
         } => load_weights(&weights).and_then(|(config, w)| {
@@ -330,6 +335,7 @@ pub fn main() -> ExitCode {
                     plan,
                     name,
                     cache,
+                    resume,
                 },
             )
         }),
