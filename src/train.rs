@@ -218,24 +218,33 @@ pub fn predict<M: Segmenter>(model: &M, input: Tensor<4>, dense_pe: Tensor<4>) -
 /// page's CPU backend).
 pub fn mean_dice<M: Segmenter>(model: &M, samples: &[Sample], dense_pe: &Tensor<4>) -> Option<f64> {
     let device = dense_pe.device();
-    let classes = model.classes();
     let mut scores = Vec::new();
-    for chunk in samples.chunks(4) {
+    for chunk in samples.chunks(VAL_BATCH) {
         let batch: Vec<&Sample> = chunk.iter().collect();
         let pred = predict(model, inputs(&batch, &device), dense_pe.clone())
             .into_data()
             .convert::<i64>()
             .try_to_vec::<i64>()
             .ok()?;
-        let s = chunk[0].labels.len();
-        for (x, p) in chunk.iter().zip(pred.chunks_exact(s)) {
-            let p: Vec<u8> = p.iter().map(|&v| v as u8).collect();
-            for k in 1..classes as u8 {
-                scores.push(crate::metrics::dice(&p, &x.labels, k));
-            }
-        }
+        let pred: Vec<u8> = pred.iter().map(|&v| v as u8).collect();
+        score_batch(chunk, &pred, model.classes(), &mut scores);
     }
     crate::metrics::mean(scores)
+}
+
+/// Samples per validation forward: memory, not speed, sets it.
+pub const VAL_BATCH: usize = 4;
+
+/// Appends each foreground class's Dice, per sample of `batch`, given the batch's predicted
+/// label maps (`pred`, one after another). Shared with the page, which reads `pred` back
+/// asynchronously.
+pub fn score_batch(batch: &[Sample], pred: &[u8], classes: usize, scores: &mut Vec<Option<f64>>) {
+    let s = batch[0].labels.len();
+    for (x, p) in batch.iter().zip(pred.chunks_exact(s)) {
+        for k in 1..classes as u8 {
+            scores.push(crate::metrics::dice(p, &x.labels, k));
+        }
+    }
 }
 
 /// Trains `model` (on an autodiff device) for `cfg.epochs` passes over `train`, or for exactly

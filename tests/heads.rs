@@ -1,5 +1,8 @@
 //! Heads through their files: every kind round-trips through safetensors with its metadata,
-//! gives the same logits after, and a wrong or damaged file is refused.
+//! gives the same logits after, and a wrong or damaged file is refused. Native: it reads the
+//! upstream checkpoint from disk.
+
+#![cfg(not(target_arch = "wasm32"))]
 
 use autosam::heads::Head;
 use autosam::heads::store::{self, HeadInfo, cardiac_classes};

@@ -13,7 +13,7 @@ use super::WebModel;
 use super::model::LoadedHead;
 use crate::heads::Head;
 use crate::heads::store::{ClassInfo, HeadInfo};
-use crate::train::{Batches, Sample, Trainer, inputs, predict};
+use crate::train::{Batches, Sample, Trainer, VAL_BATCH, inputs, predict, score_batch};
 
 #[derive(serde::Serialize)]
 struct StepReport {
@@ -176,18 +176,12 @@ impl WebTrainer {
                 .as_ref()
                 .map(|st| st.trainer.model().valid())
                 .ok_or_else(|| JsError::new("a step is running"))?;
-            let classes = head.classes();
             let mut scores = Vec::new();
-            for chunk in val.chunks(4) {
+            for chunk in val.chunks(VAL_BATCH) {
                 let batch: Vec<&Sample> = chunk.iter().collect();
                 let pred = predict(&head, inputs(&batch, &plain), pe.clone());
                 let pred = read_labels(pred).await?;
-                let s = chunk[0].labels.len();
-                for (x, p) in chunk.iter().zip(pred.chunks_exact(s)) {
-                    for k in 1..classes as u8 {
-                        scores.push(crate::metrics::dice(p, &x.labels, k));
-                    }
-                }
+                score_batch(chunk, &pred, head.classes(), &mut scores);
             }
             Ok(crate::metrics::mean(scores).map_or(JsValue::UNDEFINED, JsValue::from))
         })
