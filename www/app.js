@@ -116,12 +116,16 @@ function keepBoxes() {
 // Renders slice `index` along `axis` onto `target` at `cssW` CSS pixels wide, with the voxels'
 // true aspect, backed by device pixels so it stays crisp on high-DPI screens. Returns the
 // context and the device pixels per voxel.
+// One scratch canvas for every plane: drawImage copies it at once, and a new canvas per draw
+// (each mouse move while dragging the window) only makes garbage.
+const scratch = document.createElement("canvas");
+
 function paintPlane(target, v, axis, index, cssW) {
   const [w, h] = v.planeSize(axis);
   const rgba = v.renderAlong(axis, index, current.level, current.window, view.opacity);
   const image = new ImageData(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), w, h);
-  const off = Object.assign(document.createElement("canvas"), { width: w, height: h });
-  off.getContext("2d").putImageData(image, 0, 0);
+  if (scratch.width !== w || scratch.height !== h) Object.assign(scratch, { width: w, height: h });
+  scratch.getContext("2d").putImageData(image, 0, 0);
   const [sx, sy] = v.planeSpacing(axis);
   const aspect = (h * sy) / (w * sx) || h / w;
   const dpr = window.devicePixelRatio || 1;
@@ -131,7 +135,7 @@ function paintPlane(target, v, axis, index, cssW) {
   target.height = Math.round(cssW * aspect * dpr);
   const g = target.getContext("2d");
   g.imageSmoothingEnabled = true;
-  g.drawImage(off, 0, 0, target.width, target.height);
+  g.drawImage(scratch, 0, 0, target.width, target.height);
   return { g, kx: target.width / w, ky: target.height / h, w, h, dpr };
 }
 
@@ -438,6 +442,7 @@ const segment = () => job("Segmentation", async () => {
   const v = s.volume, n = v.segSliceCount(), t0 = performance.now();
   s.cacheHits = 0;
   // Labels from a file or drawn by hand are worth getting back: Undo restores them.
+  const replaced = v.hasLabels() && s.labels !== "model" ? s.labels : null;
   if (v.hasLabels()) {
     view.undo.push({ s, all: v.allLabels(), source: s.labels });
     $("undo").disabled = false;
@@ -459,7 +464,8 @@ const segment = () => job("Segmentation", async () => {
   measures();
   $("export").disabled = !current.volume.hasLabels();
   const cached = s.cacheHits ? ` (${s.cacheHits} embeddings cached)` : "";
-  setStatus("done", `Segmented ${n} slices on ${info.backend} in ${seconds(performance.now() - t0)}${cached}`);
+  const undo = replaced ? `; Undo brings back the ${replaced === "file" ? "labels from the file" : "drawn labels"}` : "";
+  setStatus("done", `Segmented ${n} slices on ${info.backend} in ${seconds(performance.now() - t0)}${cached}${undo}`);
 });
 
 function legend() {

@@ -9,8 +9,13 @@ self.addEventListener("activate", (e) => e.waitUntil(self.clients.claim()));
 self.addEventListener("message", (e) => {
   const keep = (e.data && e.data.keep) || [];
   const own = keep.filter((u) => new URL(u).origin === self.location.origin);
-  e.waitUntil(caches.open(CACHE).then((c) => Promise.all(own.map((u) =>
-    c.match(u).then((hit) => hit || c.add(u).catch(() => {}))))));
+  // Anything else cached (an older build's hashed bundle) is dropped, or it would pile up.
+  const wanted = new Set(own.map((u) => new URL(u).pathname));
+  e.waitUntil(caches.open(CACHE).then(async (c) => {
+    await Promise.all(own.map((u) => c.match(u).then((hit) => hit || c.add(u).catch(() => {}))));
+    const stale = (await c.keys()).filter((r) => !wanted.has(new URL(r.url).pathname));
+    await Promise.all(stale.map((r) => c.delete(r)));
+  }));
 });
 
 // Network first, so a new build is picked up; the cache when offline. Every fetched file of this

@@ -245,9 +245,15 @@ await check("offline after the first visit, with the embeddings cached in the br
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60000 });
   // The page asks its service worker to keep the bundle and the model: give it time to.
   await page.waitForFunction(async () => (await (await caches.open("autosam-v1")).keys()).length >= 6, null, { timeout: 60000 });
+  // An older build's bundle, as a new deploy leaves it: the next visit must drop it.
+  await page.evaluate(async () => (await caches.open("autosam-v1")).put("/autosam-0ld_bg.wasm", new Response("old")));
   await context.setOffline(true);
   await page.reload();
   await waitState("ready");
+  await page.waitForFunction(async () => {
+    const c = await caches.open("autosam-v1");
+    return !(await c.match("/autosam-0ld_bg.wasm")) && (await c.keys()).length >= 6;
+  }, null, { timeout: 60000 });
   await page.getByTestId("volume-input").setInputFiles(volumePath);
   await page.waitForFunction(() => /loaded/.test(document.querySelector('[data-testid="status"]').textContent));
   const t = Date.now();
