@@ -388,18 +388,30 @@ function idb(mode, fn) {
   }));
 }
 
+// Embeddings are kept at half precision where the browser has Float16Array, as the native cache
+// keeps them: 2 MiB a slice instead of 4.
+function toStored(e) {
+  return typeof Float16Array === "function" ? { f16: new Float16Array(e).buffer } : e;
+}
+
+function fromStored(v) {
+  if (v instanceof Float32Array) return v;
+  if (v && v.f16 instanceof ArrayBuffer && typeof Float16Array === "function") return new Float32Array(new Float16Array(v.f16));
+  return null;
+}
+
 async function embedding(s, z) {
   if (s.embeddings.has(z)) {
     s.cacheHits = (s.cacheHits || 0) + 1;
     return s.embeddings.get(z);
   }
   const key = `${s.hash}/${model.info.encoder}/${s.volume.segAxis()}/${z}`;
-  let e = await idb("readonly", (store) => store.get(key));
-  if (e instanceof Float32Array) {
+  let e = fromStored(await idb("readonly", (store) => store.get(key)));
+  if (e) {
     s.cacheHits = (s.cacheHits || 0) + 1;
   } else {
     e = await call("encode", { input: s.volume.encoderInput(z, model.info.inputSize) });
-    idb("readwrite", (store) => store.put(e, key));
+    idb("readwrite", (store) => store.put(toStored(e), key));
   }
   s.embeddings.set(z, e);
   return e;

@@ -264,6 +264,15 @@ await check("offline after the first visit, with the embeddings cached in the br
   const text = await status.textContent();
   // After the reload only IndexedDB can have them.
   if (!/8 embeddings cached/.test(text)) throw new Error(`status: ${text}`);
+  // Kept at half precision: 2 bytes per value of the 256 x 64 x 64 embedding.
+  const bytes = await page.evaluate(() => new Promise((ok) => {
+    const open = indexedDB.open("autosam", 1);
+    open.onsuccess = () => {
+      const all = open.result.transaction("embeddings").objectStore("embeddings").getAll();
+      all.onsuccess = () => ok(all.result.map((v) => (v.f16 ? v.f16.byteLength : v.byteLength)));
+    };
+  }));
+  if (bytes.length < 8 || bytes.some((b) => b !== 256 * 64 * 64 * 2)) throw new Error(`stored embeddings: ${bytes}`);
   await context.setOffline(false);
   console.log(`     ${text}`);
 });
