@@ -325,52 +325,41 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
         outputs.write(&runs, plan, &summary(&runs, None))?;
     }
 
-    // SimCLR once, on unlabelled images of the non-test patients.
-    let t = Instant::now();
+    // SimCLR once, on unlabelled images of the non-test patients, when a run still needs it.
+    let ad = cpu.autodiff();
     let simclr_needed = plan.runs("unet-simclr")
         && plan
             .ks
             .iter()
             .any(|&(k, draws)| (0..draws).any(|d| !done(UNET_SIMCLR, k, d).unwrap_or(false)));
-    let simclr_images = if simclr_needed {
-        plan.unlabelled.clone()
-    } else {
-        Vec::new()
-    };
-    let unlabelled: Vec<Vec<f32>> = wanted(&simclr_images)
-        .iter()
-        .map(|(_, image, _)| {
-            let v = read_volume(image)?;
-            let p = PreparedVolume::new(&v, sam.input_size());
-            let s = p.letterbox.size;
-            Ok(p.inputs
-                .into_iter()
-                .map(|i| i[..s * s].to_vec())
-                .collect::<Vec<_>>())
-        })
-        .collect::<Result<Vec<_>, String>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    let ad = cpu.autodiff();
-    let size = sam.input_size();
-    let simclr_cfg = PretrainConfig {
-        steps: if unlabelled.is_empty() {
-            0
-        } else {
-            plan.simclr.steps
-        },
-        ..plan.simclr.clone()
-    };
-    let pretrained = simclr::pretrain(&unlabelled, size, &simclr_cfg, &ad, |step, loss| {
-        if step % 10 == 0 || step == plan.simclr.steps {
-            eprintln!("SimCLR step {step}: NT-Xent {loss:.4}");
+    let pretrained = if simclr_needed {
+        let t = Instant::now();
+        let images = unlabelled_slices(sam, &wanted(&plan.unlabelled))?;
+        if images.is_empty() {
+            return Err(format!(
+                "SimCLR: no images of {} in {}",
+                range_name(&plan.unlabelled),
+                args.data.display()
+            ));
         }
-    });
-    let simclr_s = simclr_needed.then(|| t.elapsed().as_secs_f64());
-    if let Some(s) = simclr_s {
-        eprintln!("SimCLR on {} slices: {s:.0} s", unlabelled.len());
-    }
+        let encoder = simclr::pretrain(
+            &images,
+            sam.input_size(),
+            &plan.simclr,
+            &ad,
+            |step, loss| {
+                if step % 10 == 0 || step == plan.simclr.steps {
+                    eprintln!("SimCLR step {step}: NT-Xent {loss:.4}");
+                }
+            },
+        );
+        let s = t.elapsed().as_secs_f64();
+        eprintln!("SimCLR on {} slices: {s:.0} s", images.len());
+        Some((encoder, s))
+    } else {
+        None
+    };
+    let simclr_s = pretrained.as_ref().map(|p| p.1);
 
     for &(k, draws) in &plan.ks {
         for draw in 0..draws {
@@ -436,9 +425,11 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
                     train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
                 )?;
             }
-            if todo(UNET_SIMCLR, "unet-simclr")? {
+            if let Some((encoder, _)) = &pretrained
+                && todo(UNET_SIMCLR, "unet-simclr")?
+            {
                 ad.seed(draw as u64);
-                let unet = UNet::with_encoder(pretrained.clone(), classes, &ad);
+                let unet = UNet::with_encoder(encoder.clone(), classes, &ad);
                 go(
                     UNET_SIMCLR,
                     train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
@@ -540,6 +531,20 @@ impl Outputs {
         std::fs::remove_file(self.path("lock")).ok();
         Ok(all.len())
     }
+}
+
+/// Every slice of the volumes' images as one plane (the encoder input's first channel).
+fn unlabelled_slices(
+    sam: &Sam,
+    volumes: &[(String, PathBuf, PathBuf)],
+) -> Result<Vec<Vec<f32>>, String> {
+    let mut slices = Vec::new();
+    for (_, image, _) in volumes {
+        let p = PreparedVolume::new(&read_volume(image)?, sam.input_size());
+        let s = p.letterbox.size;
+        slices.extend(p.inputs.into_iter().map(|i| i[..s * s].to_vec()));
+    }
+    Ok(slices)
 }
 
 /// Per-class Dice on the test volumes, first and last epoch's loss, training seconds, scoring
