@@ -14,8 +14,8 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The CPU backend frees and reallocates tens of MB per op. With mimalloc's defaults those pages
-/// go back to the kernel after 10 ms and come back zeroed: 28% of a head's training step was the
-/// kernel clearing pages. Keeping them (the process stays at its peak size) makes a step 1.5x
+/// go back to the kernel after a second and come back zeroed: 28% of a head's training step was
+/// the kernel clearing pages. Keeping them (the process stays at its peak size) makes a step 1.4x
 /// faster (`autosam bench` measures both).
 #[cfg(not(target_arch = "wasm32"))]
 fn keep_freed_memory() {

@@ -136,8 +136,12 @@ impl Run {
         mean(self.dice.iter().copied())
     }
 
+    fn is(&self, method: &str, k: usize, draw: usize) -> bool {
+        (self.method.as_str(), self.k, self.draw) == (method, k, draw)
+    }
+
     fn same(&self, other: &Run) -> bool {
-        (&self.method, self.k, self.draw) == (&other.method, other.k, other.draw)
+        self.is(&other.method, other.k, other.draw)
     }
 }
 
@@ -282,11 +286,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
     let outputs = Outputs::new(&args)?;
     // Runs another process (or an earlier part) has already written.
     let done = |method: &str, k: usize, draw: usize| -> Result<bool, String> {
-        Ok(args.resume
-            && outputs
-                .read()?
-                .iter()
-                .any(|r| (r.method.as_str(), r.k, r.draw) == (method, k, draw)))
+        Ok(args.resume && outputs.read()?.iter().any(|r| r.is(method, k, draw)))
     };
     let summary = |runs: &[Run], simclr_s: Option<f64>| Summary {
         wall_s: started.elapsed().as_secs_f64(),
@@ -527,8 +527,9 @@ impl Outputs {
         write("csv", csv(&all))?;
         write("md", markdown(&all, plan, summary))?;
         plot(&all, &self.path("svg"))?;
+        // The lock file stays: removing it would let a process still waiting on the old file and
+        // one that creates a new file both hold "the" lock.
         drop(lock);
-        std::fs::remove_file(self.path("lock")).ok();
         Ok(all.len())
     }
 }
