@@ -653,7 +653,8 @@ const teach = () => job("Teaching", async () => {
   headChanged(await call("teachApply", { summary }));
   if (!model.cancel) {
     const n = history.dice.length;
-    setStatus("done", `Taught ${KINDS[kind]} head: ${n} epoch${n === 1 ? "" : "s"} on ${samples.length} slices in ${seconds(performance.now() - t0)}`
+    const perStep = (performance.now() - t1) / Math.max(1, history.loss.length);
+    setStatus("done", `Taught ${KINDS[kind]} head: ${n} epoch${n === 1 ? "" : "s"} on ${samples.length} slices in ${seconds(performance.now() - t0)} (${(perStep / 1000).toFixed(2)} s a step)`
       + (typeof dice === "number" ? `, validation Dice ${dice.toFixed(3)}` : "") + "; Segment now uses it");
   }
 });
@@ -809,6 +810,11 @@ function wire() {
   $("train").addEventListener("click", teach);
   $("export-head").addEventListener("click", exportHead);
   $("import-head").addEventListener("change", (e) => { if (e.target.files.length) importHead(e.target.files[0]); e.target.value = ""; });
+  // Each kind brings its own epoch count until the person types one.
+  $("epochs").addEventListener("input", () => { $("epochs").dataset.typed = "1"; });
+  $("head-kind").addEventListener("change", (e) => {
+    if (!$("epochs").dataset.typed) $("epochs").value = e.target.selectedOptions[0].dataset.epochs;
+  });
   $("draw-class").addEventListener("change", keepBoxes);
   $("class-names").addEventListener("change", () => { setClasses(classesFromNames(0)); draw(); });
   $("opacity").addEventListener("input", (e) => { view.opacity = Number(e.target.value); draw(); });

@@ -142,8 +142,14 @@ const times = { segment: 0 };
 await check("a label map for the shown volume teaches a new head for one epoch", async () => {
   await page.getByTestId("label-input").setInputFiles(labelsPath);
   await page.waitForFunction(() => /with labels/.test(document.querySelector('[data-testid="status"]').textContent));
+  // The linear head is the default and each kind brings its epochs until the person types some.
+  const teachDefaults = async () => [await page.locator("#head-kind").inputValue(), await page.locator("#epochs").inputValue()].join(" ");
+  if ((await teachDefaults()) !== "linear 100") throw new Error(`teach defaults: ${await teachDefaults()}`);
+  await page.locator("#head-kind").selectOption("autosam");
+  if ((await teachDefaults()) !== "autosam 20") throw new Error(`AutoSAM's epochs: ${await teachDefaults()}`);
   await page.locator("#epochs").fill("1");
   await page.locator("#head-kind").selectOption("linear");
+  if ((await teachDefaults()) !== "linear 1") throw new Error(`typed epochs were replaced: ${await teachDefaults()}`);
   const t = Date.now();
   await pending();
   await page.getByTestId("train").click();
