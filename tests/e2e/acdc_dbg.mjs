@@ -29,6 +29,7 @@ await page.getByTestId("train").click();
 await until(/^done/);
 await page.screenshot({ path: "/tmp/acdc_taught.png" });
 console.log("head:", await page.locator("#head-info").textContent());
+await page.getByTestId("export-head").click();
 await page.getByTestId("volume-input").setInputFiles(["/work/shared/data/acdc/patient002_frame01.nii.gz"]);
 await until(/loaded/);
 await page.getByTestId("segment").click();
