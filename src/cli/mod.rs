@@ -153,7 +153,8 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         methods: Vec<String>,
         /// Keep the runs already in OUT/NAME.csv, skip them, and merge new ones in as each
-        /// finishes (two processes may resume one name side by side).
+        /// finishes (two processes may resume one name side by side, given different runs:
+        /// a run that both start before either has written it is trained twice).
         #[arg(long)]
         resume: bool,
         #[arg(long, default_value = "weights/lite_medsam.pth")]
