@@ -810,11 +810,11 @@ function wire() {
   $("train").addEventListener("click", teach);
   $("export-head").addEventListener("click", exportHead);
   $("import-head").addEventListener("change", (e) => { if (e.target.files.length) importHead(e.target.files[0]); e.target.value = ""; });
-  // Each kind brings its own epoch count until the person types one.
+  // Each kind brings its own epoch count (its option's data-epochs) until the person types one.
+  const kindEpochs = () => { if (!$("epochs").dataset.typed) $("epochs").value = $("head-kind").selectedOptions[0].dataset.epochs; };
+  kindEpochs();
   $("epochs").addEventListener("input", () => { $("epochs").dataset.typed = "1"; });
-  $("head-kind").addEventListener("change", (e) => {
-    if (!$("epochs").dataset.typed) $("epochs").value = e.target.selectedOptions[0].dataset.epochs;
-  });
+  $("head-kind").addEventListener("change", kindEpochs);
   $("draw-class").addEventListener("change", keepBoxes);
   $("class-names").addEventListener("change", () => { setClasses(classesFromNames(0)); draw(); });
   $("opacity").addEventListener("input", (e) => { view.opacity = Number(e.target.value); draw(); });
