@@ -3,6 +3,8 @@
 
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use autosam::backend::{self, reference_probe, relative_error};
 use burn::tensor::Device;
 
@@ -24,7 +26,7 @@ fn wgpu_matches_the_cpu_backend_when_an_adapter_exists() {
     let device = match Device::wgpu_options().init() {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("skipped: no native wgpu adapter ({e})");
+            common::skip_without(&format!("a native wgpu adapter ({e})"));
             return;
         }
     };

@@ -1,6 +1,8 @@
 //! The shipped cardiac head: `autosam eval` without `--head` scores it on a held-out patient
 //! (skipped without ../shared/data/acdc or the weights).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -10,7 +12,7 @@ fn eval_scores_the_shipped_head_on_a_held_out_patient() {
     let data = root.join("../shared/data/acdc");
     let weights = root.join("weights/lite_medsam.pth");
     if !data.join("patient050_frame01_gt.nii.gz").exists() || !weights.exists() {
-        eprintln!("skipped: needs ../shared/data/acdc and weights/lite_medsam.pth");
+        common::skip_without("../shared/data/acdc or weights/lite_medsam.pth");
         return;
     }
     let out = Command::new(env!("CARGO_BIN_EXE_autosam"))

@@ -1,6 +1,8 @@
 //! SAM(box) end to end on one development volume (skipped without ../shared/data/acdc or the
 //! weights), and the slice <-> volume label mapping it relies on.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -34,7 +36,7 @@ fn box_prompts_segment_the_ventricles_of_a_development_volume() {
     let data = root.join("../shared/data/acdc");
     let weights = root.join("weights/lite_medsam.pth");
     if !data.join("patient001_frame01_gt.nii.gz").exists() || !weights.exists() {
-        eprintln!("skipped: needs ../shared/data/acdc and weights/lite_medsam.pth");
+        common::skip_without("../shared/data/acdc or weights/lite_medsam.pth");
         return;
     }
     let out = Command::new(env!("CARGO_BIN_EXE_autosam"))

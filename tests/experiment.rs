@@ -1,6 +1,8 @@
 //! `autosam experiment --quick`: every method trains and is scored, and the CSV, table and plot
 //! are written (skipped without ../shared/data/acdc or the weights).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -20,7 +22,7 @@ fn quick_experiment_runs_every_method_and_writes_its_outputs() {
     let data = root.join("../shared/data/acdc");
     let weights = root.join("weights/lite_medsam.pth");
     if !data.join("patient002_frame01_gt.nii.gz").exists() || !weights.exists() {
-        eprintln!("skipped: needs ../shared/data/acdc and weights/lite_medsam.pth");
+        common::skip_without("../shared/data/acdc or weights/lite_medsam.pth");
         return;
     }
     let out = std::env::temp_dir().join(format!("autosam-experiment-{}", std::process::id()));

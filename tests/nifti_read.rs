@@ -120,7 +120,7 @@ fn acdc_slice_matches_the_reference_slice() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/acdc/patient001_frame01.nii.gz");
     if !path.exists() {
-        eprintln!("skipped: {} is absent", path.display());
+        common::skip_without(&path.display().to_string());
         return;
     }
     let v = read_nifti(&std::fs::read(&path).unwrap(), &ReadOptions::default()).unwrap();

@@ -1,6 +1,8 @@
 //! `autosam parity` on the committed fixtures (a trimmed copy of ../shared/fixtures), in f32 and
 //! through converted f16 and int8 files; and that it fails when the reference disagrees.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -20,7 +22,7 @@ fn weights() -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("skipped: {WEIGHTS} is absent (run scripts/setup)");
+        common::skip_without(&format!("{WEIGHTS} (run scripts/setup)"));
         None
     }
 }
