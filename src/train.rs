@@ -20,12 +20,39 @@ pub struct Sample {
     pub labels: Vec<u8>,
 }
 
+/// How the learning rate moves over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// The base rate throughout.
+    #[default]
+    Constant,
+    /// Half a cosine from the base rate down to zero at the last step: long runs settle instead of
+    /// hopping between minima at the rate that got them there.
+    Cosine,
+}
+
+impl Schedule {
+    /// The rate for step `step` (from 0) of `total`.
+    pub fn lr(self, base: f64, step: usize, total: usize) -> f64 {
+        match self {
+            Self::Constant => base,
+            Self::Cosine => {
+                let t = step as f64 / total.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
 /// The paper's defaults: Adam at 5e-4.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
+    pub schedule: Schedule,
     pub seed: u64,
     /// Exactly this many mini-batches instead of `epochs` passes (a fixed budget per run).
     pub steps: Option<usize>,
@@ -37,6 +64,7 @@ impl Default for TrainConfig {
             epochs: 20,
             batch_size: 4,
             lr: 5e-4,
+            schedule: Schedule::Constant,
             seed: 0,
             steps: None,
         }
@@ -50,6 +78,8 @@ pub struct Progress {
     pub loss: f64,
     /// Mean foreground Dice on the validation samples, when there are any.
     pub val_dice: Option<f64>,
+    /// Whether this epoch's model is the best so far by validation Dice (the one `fit` returns).
+    pub best: bool,
 }
 
 /// Label maps (`batch` maps of `size` x `size`, row-major) as one-hot [B, classes, S, S], built on
@@ -185,6 +215,11 @@ impl<M: Segmenter> Trainer<M> {
         &self.dense_pe
     }
 
+    /// The rate of the steps from now on.
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
     /// One optimiser step on a mini-batch; returns the loss before the step.
     pub fn step(&mut self, batch: &[&Sample]) -> Tensor<1> {
         let input = inputs(batch, &self.device);
@@ -248,7 +283,9 @@ pub fn score_batch(batch: &[Sample], pred: &[u8], classes: usize, scores: &mut V
 }
 
 /// Trains `model` (on an autodiff device) for `cfg.epochs` passes over `train`, or for exactly
-/// `cfg.steps` mini-batches when set, reporting after each epoch (and after the last step).
+/// `cfg.steps` mini-batches when set, reporting after each epoch (and after the last step) with
+/// the model as it stands. Returns the model of the epoch with the best validation Dice (the last
+/// one without validation samples) and every epoch's figures.
 pub fn fit<M: Segmenter>(
     model: M,
     train: &[Sample],
@@ -256,7 +293,7 @@ pub fn fit<M: Segmenter>(
     cfg: &TrainConfig,
     dense_pe: &HostTensor,
     device: &Device,
-    mut progress: impl FnMut(&Progress),
+    mut progress: impl FnMut(&Progress, &M),
 ) -> (M, Vec<Progress>) {
     let mut trainer = Trainer::new(model, dense_pe, cfg.lr, device);
     let plain_pe = dense_pe.to_device::<4>(&device.clone().inner());
@@ -264,26 +301,38 @@ pub fn fit<M: Segmenter>(
     let per_epoch = batches.per_epoch();
     let total = cfg.steps.unwrap_or(cfg.epochs * per_epoch);
     let (mut history, mut losses) = (Vec::new(), Vec::new());
+    let mut best: Option<(f64, M)> = None;
     for step in 0..total {
+        trainer.set_lr(cfg.schedule.lr(cfg.lr, step, total));
         let (indices, epoch, at) = batches.next_batch();
         let chunk: Vec<&Sample> = indices.iter().map(|&i| &train[i]).collect();
         losses.push(f64::from(trainer.step(&chunk).into_scalar::<f32>()));
         if at == per_epoch || step + 1 == total {
+            // Off autodiff: forwards on an autodiff model keep their activations for a
+            // backward pass that never comes (2 GB per AutoSAM batch of 4).
+            let val_dice = (!val.is_empty())
+                .then(|| mean_dice(&trainer.model().valid(), val, &plain_pe))
+                .flatten();
+            let improved = val_dice.is_some_and(|d| best.as_ref().is_none_or(|(b, _)| d > *b));
+            if improved {
+                best = val_dice.map(|d| (d, trainer.model().clone()));
+            }
             let p = Progress {
                 epoch,
                 loss: losses.iter().sum::<f64>() / losses.len() as f64,
-                // Off autodiff: forwards on an autodiff model keep their activations for a
-                // backward pass that never comes (2 GB per AutoSAM batch of 4).
-                val_dice: (!val.is_empty())
-                    .then(|| mean_dice(&trainer.model().valid(), val, &plain_pe))
-                    .flatten(),
+                val_dice,
+                best: improved,
             };
-            progress(&p);
+            progress(&p, trainer.model());
             history.push(p);
             losses.clear();
         }
     }
-    (trainer.into_model(), history)
+    let model = match best {
+        Some((_, model)) => model,
+        None => trainer.into_model(),
+    };
+    (model, history)
 }
 
 /// The reference run's sample: an embedding [256, 64, 64], labelled LV (class 3) where the box

@@ -4,17 +4,19 @@
 
 #![cfg(not(target_arch = "wasm32"))]
 
-use autosam::heads::Head;
+mod common;
+
 use autosam::heads::store::{self, HeadInfo, cardiac_classes};
+use autosam::heads::{Head, HeadKind};
 use autosam::model::format::Precision;
 use autosam::model::{HostTensor, Weights};
 use burn::tensor::{Tensor, TensorData};
 
-fn info(kind: &str) -> HeadInfo {
+fn info(kind: HeadKind) -> HeadInfo {
     HeadInfo {
-        kind: kind.into(),
+        kind,
         classes: cardiac_classes(),
-        encoder: "litemedsam".into(),
+        encoder: autosam::model::SamConfig::lite_medsam().encoder_id(),
         training: serde_json::json!({ "epochs": 0 }),
     }
 }
@@ -23,7 +25,7 @@ fn info(kind: &str) -> HeadInfo {
 fn sam_weights() -> Option<Weights> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/lite_medsam.pth");
     if !path.exists() {
-        eprintln!("skipped autosam and linear: weights/lite_medsam.pth is absent");
+        common::skip_without("weights/lite_medsam.pth (for the autosam and linear heads)");
         return None;
     }
     Some(autosam::model::checkpoint::load_path(&path).unwrap().1)
@@ -34,9 +36,9 @@ fn heads_round_trip_through_their_files() {
     let device = autosam::backend::cpu();
     let sam = sam_weights();
     let kinds: &[&str] = if sam.is_some() {
-        &["cnn", "linear", "autosam"]
+        &[HeadKind::Cnn, HeadKind::Linear, HeadKind::AutoSam]
     } else {
-        &["cnn"]
+        &[HeadKind::Cnn]
     };
     let sam = sam.unwrap_or_default();
     let g = 16;
@@ -46,7 +48,7 @@ fn heads_round_trip_through_their_files() {
         autosam::backend::pattern(256 * g * g, 6),
     );
     for kind in kinds {
-        let head = Head::new(kind, 4, &sam, &device).unwrap();
+        let head = Head::new(*kind, 4, &sam, &device).unwrap();
         let run = |h: &Head| {
             let x =
                 Tensor::<4>::from_data(TensorData::new(embedding.clone(), [1, 256, g, g]), &device);
@@ -56,16 +58,16 @@ fn heads_round_trip_through_their_files() {
                 .unwrap()
         };
         let before = run(&head);
-        let bytes = store::save(&head, &info(kind), Precision::F32).unwrap();
+        let bytes = store::save(&head, &info(*kind), Precision::F32).unwrap();
         let (got, weights) = store::read(&bytes).unwrap();
-        assert_eq!(got, info(kind));
+        assert_eq!(got, info(*kind));
         // A fresh head of the same kind (new random tokens / init), then the file's values.
-        let fresh = Head::new(kind, 4, &sam, &device).unwrap();
+        let fresh = Head::new(*kind, 4, &sam, &device).unwrap();
         let loaded = store::assign(fresh, &weights).unwrap();
         assert_eq!(run(&loaded), before, "{kind}");
 
         // Two classes cannot take a four-class file.
-        let small = Head::new(kind, 2, &sam, &device).unwrap();
+        let small = Head::new(*kind, 2, &sam, &device).unwrap();
         let err = store::assign(small, &weights).unwrap_err();
         assert!(err.to_string().contains("does not fit"), "{err}");
     }
@@ -74,8 +76,8 @@ fn heads_round_trip_through_their_files() {
 #[test]
 fn damaged_and_foreign_head_files_are_refused() {
     let device = autosam::backend::cpu();
-    let head = Head::new("cnn", 4, &Weights::default(), &device).unwrap();
-    let bytes = store::save(&head, &info("cnn"), Precision::F16).unwrap();
+    let head = Head::new(HeadKind::Cnn, 4, &Weights::default(), &device).unwrap();
+    let bytes = store::save(&head, &info(HeadKind::Cnn), Precision::F16).unwrap();
     let mut damaged = bytes.clone();
     let n = damaged.len() - 7;
     damaged[n] ^= 1;
@@ -93,7 +95,24 @@ fn damaged_and_foreign_head_files_are_refused() {
     .unwrap();
     let err = store::read(&weights_file).unwrap_err().to_string();
     assert!(err.contains("not an autosam head file"), "{err}");
-    let mut wrong = info("cnn");
+    let mut wrong = info(HeadKind::Cnn);
     wrong.classes.pop();
     assert!(store::save(&head, &wrong, Precision::F32).is_err());
+}
+
+#[test]
+fn a_head_for_other_embeddings_is_refused() {
+    let device = autosam::backend::cpu();
+    let head = Head::new(HeadKind::Cnn, 4, &Weights::default(), &device).unwrap();
+    let lite = autosam::model::SamConfig::lite_medsam().encoder_id();
+    let bytes = store::save(&head, &info(HeadKind::Cnn), Precision::F32).unwrap();
+    assert!(store::load(&bytes, &Weights::default(), &lite, &device).is_ok());
+    // What heads trained before the encoder added its learned attention biases recorded.
+    let mut stale = info(HeadKind::Cnn);
+    stale.encoder = "litemedsam".into();
+    let bytes = store::save(&head, &stale, Precision::F32).unwrap();
+    let err = store::load(&bytes, &Weights::default(), &lite, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("train it again"), "{err}");
 }

@@ -3,7 +3,10 @@
 
 use autosam::heads::{CnnHead, Head};
 use autosam::model::HostTensor;
-use autosam::train::{Sample, Trainer, loss, one_hot, shuffle};
+use autosam::train::{
+    Sample, Schedule, TrainConfig, Trainer, fit, loss, mean_dice, one_hot, shuffle,
+};
+use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 
 #[test]
@@ -32,16 +35,10 @@ fn one_hot_marks_each_label_and_ignores_unknown_ones() {
     assert_eq!(v, [1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0.]);
 }
 
-#[test]
-fn a_few_steps_lower_the_loss() {
-    let device = autosam::backend::cpu().autodiff();
-    // A fixed initialisation: the outcome of a few steps should not depend on the draw.
-    device.seed(7);
-    let (c, g) = (256, 8);
-    let head = Head::Cnn(CnnHead::new(c, 3, &device));
-    // Labels follow the sign of two embedding channels, so a head can learn them.
+/// Embeddings whose labels follow the sign of two channels, so a head can learn them.
+fn toy_samples(c: usize, g: usize, seeds: std::ops::Range<u32>) -> Vec<Sample> {
     let mut samples = Vec::new();
-    for seed in 0..4u32 {
+    for seed in seeds {
         let embedding = autosam::backend::pattern(c * g * g, seed);
         let labels: Vec<u8> = (0..4 * g * 4 * g)
             .map(|i| {
@@ -57,6 +54,17 @@ fn a_few_steps_lower_the_loss() {
             labels,
         });
     }
+    samples
+}
+
+#[test]
+fn a_few_steps_lower_the_loss() {
+    let device = autosam::backend::cpu().autodiff();
+    // A fixed initialisation: the outcome of a few steps should not depend on the draw.
+    device.seed(7);
+    let (c, g) = (256, 8);
+    let head = Head::Cnn(CnnHead::new(c, 3, &device));
+    let samples = toy_samples(c, g, 0..4);
     let pe = HostTensor::new(vec![1, c, g, g], vec![0.0; c * g * g]);
     let mut trainer = Trainer::new(head, &pe, 1e-3, &device);
     let mut order: Vec<usize> = (0..samples.len()).collect();
@@ -69,4 +77,55 @@ fn a_few_steps_lower_the_loss() {
     eprintln!("losses {losses:?}");
     assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0));
     assert!(losses[59] < losses[0] * 0.8, "{losses:?}");
+}
+
+#[test]
+fn fit_returns_the_epoch_with_the_best_validation_dice() {
+    let device = autosam::backend::cpu().autodiff();
+    device.seed(3);
+    let (c, g) = (256, 8);
+    let head = Head::Cnn(CnnHead::new(c, 3, &device));
+    let (train, val) = (toy_samples(c, g, 0..4), toy_samples(c, g, 4..6));
+    let pe = HostTensor::new(vec![1, c, g, g], vec![0.0; c * g * g]);
+    // A rate high enough that validation Dice moves both ways between epochs.
+    let cfg = TrainConfig {
+        epochs: 8,
+        batch_size: 2,
+        lr: 2e-2,
+        ..TrainConfig::default()
+    };
+    let mut reported = Vec::new();
+    let (model, history) = fit(head, &train, &val, &cfg, &pe, &device, |p, m| {
+        let plain = pe.to_device(&device.clone().inner());
+        reported.push((p.best, mean_dice(&m.valid(), &val, &plain)));
+    });
+    let dice: Vec<f64> = history.iter().map(|p| p.val_dice.unwrap()).collect();
+    let best = dice.iter().copied().fold(f64::MIN, f64::max);
+    let plain = pe.to_device(&device.clone().inner());
+    let got = mean_dice(&model.valid(), &val, &plain).unwrap();
+    eprintln!("validation Dice per epoch {dice:?}; returned {got}");
+    assert!(
+        (got - best).abs() < 1e-9,
+        "returned {got}, best epoch {best}"
+    );
+    // `best` marks each new maximum, and the callback saw the model each epoch's Dice measured.
+    let mut top = f64::MIN;
+    for ((flag, seen), d) in reported.iter().zip(&dice) {
+        assert_eq!(*flag, *d > top);
+        top = top.max(*d);
+        assert!((seen.unwrap() - d).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn the_cosine_schedule_falls_from_the_base_rate_to_zero() {
+    let (base, total) = (5e-4, 100);
+    assert_eq!(Schedule::Constant.lr(base, 70, total), base);
+    assert_eq!(Schedule::Cosine.lr(base, 0, total), base);
+    assert!((Schedule::Cosine.lr(base, 50, total) - base / 2.0).abs() < 1e-12);
+    let rates: Vec<f64> = (0..total)
+        .map(|s| Schedule::Cosine.lr(base, s, total))
+        .collect();
+    assert!(rates.windows(2).all(|w| w[1] < w[0]));
+    assert!(rates[total - 1] < base * 1e-3);
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use autosam::backend;
-use autosam::heads::Head;
+use autosam::heads::{Head, HeadKind};
 use autosam::model::{HostTensor, Sam, SamConfig};
 use autosam::train::{Sample, Trainer};
 use burn::tensor::Device;
@@ -116,7 +116,7 @@ fn train_step_ms(
     repeats: usize,
 ) -> Result<f64, String> {
     let ad = device.clone().autodiff();
-    let head = Head::new("autosam", 3, weights, &ad).map_err(|e| e.to_string())?;
+    let head = Head::new(HeadKind::AutoSam, 3, weights, &ad).map_err(|e| e.to_string())?;
     let shape = embedding.dims();
     let input = embedding
         .into_data()

@@ -9,7 +9,7 @@ use autosam::model::Sam;
 use autosam::nii::{self, ReadOptions};
 use autosam::pipeline::{PreparedVolume, label_slice, put_label_slice};
 use autosam::segment::{boxes_from_labels, segment_boxes};
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
 pub const CLASSES: [(u8, &str); 3] = [(1, "RV"), (2, "MYO"), (3, "LV")];
 
@@ -125,27 +125,35 @@ impl DiceTable {
     }
 }
 
-pub fn run(sam: &Sam, dir: &Path, limit: Option<usize>, out: Option<&Path>) -> Result<(), String> {
-    let mut pairs = labelled_pairs(dir)?;
-    if let Some(n) = limit {
-        pairs.truncate(n);
-    }
+/// SAM(box) on labelled pairs, reading slice embeddings through the cache in `cache_dir` (the
+/// one `train` and `eval` fill).
+pub fn run(
+    sam: &Sam,
+    pairs: &[(String, PathBuf, PathBuf)],
+    cache_dir: &Path,
+    out: Option<&Path>,
+) -> Result<(), String> {
     let started = Instant::now();
     let names: Vec<&str> = CLASSES.iter().map(|c| c.1).collect();
     let mut dice_table = DiceTable::new(&names, &["slices"]);
     let mut table = dice_table.header();
     let mut slices = 0;
-    for (name, image, gt) in &pairs {
-        let image = read_volume(image)?;
-        let truth = read_volume(gt)?.labels();
-        if truth.len() != image.data.len() {
+    for pair in pairs {
+        let t = Instant::now();
+        let case = super::train::Case::load(sam, pair, cache_dir)?;
+        let (name, truth) = (&case.name, &case.truth);
+        if truth.len() != case.prepared.dims.iter().product::<usize>() {
             return Err(format!("{name}: labels and image differ in size"));
         }
-        let t = Instant::now();
-        let prepared = PreparedVolume::new(&image, sam.input_size());
-        let pred = box_segment_volume(sam, &prepared, &truth, |z| sam.encode(&prepared.inputs[z]));
-        let scores: Vec<Option<f64>> = CLASSES.iter().map(|c| dice(&pred, &truth, c.0)).collect();
-        let count = image.slice_count(image.slice_axis());
+        let pred = box_segment_volume(sam, &case.prepared, truth, |z| {
+            let [c, h, w] = case.embeddings.shape;
+            Tensor::from_data(
+                TensorData::new(case.embeddings.slices[z].clone(), [1, c, h, w]),
+                &sam.device,
+            )
+        });
+        let scores: Vec<Option<f64>> = CLASSES.iter().map(|c| dice(&pred, truth, c.0)).collect();
+        let count = case.prepared.slice_count();
         slices += count;
         let row = dice_table.row(name, &[count.to_string()], &scores);
         eprintln!("{row} {:.1} s", t.elapsed().as_secs_f64());

@@ -11,7 +11,7 @@ use autosam::baselines::UNet;
 use autosam::baselines::simclr::{self, PretrainConfig};
 use autosam::cache;
 use autosam::heads::store::cardiac_classes;
-use autosam::heads::{Head, Segmenter};
+use autosam::heads::{Head, HeadKind, Segmenter};
 use autosam::metrics::mean;
 use autosam::model::{HostTensor, Sam, Weights};
 use autosam::train::{Sample, TrainConfig, fit, shuffle};
@@ -156,10 +156,10 @@ const ORDER: [&str; 7] = [
     UNET_SIMCLR,
 ];
 
-const HEADS: [(&str, &str); 3] = [
-    ("AutoSAM", "autosam"),
-    ("CNN head", "cnn"),
-    ("linear head", "linear"),
+const HEADS: [(&str, HeadKind); 3] = [
+    ("AutoSAM", HeadKind::AutoSam),
+    ("CNN head", HeadKind::Cnn),
+    ("linear head", HeadKind::Linear),
 ];
 const UNET: &str = "UNet (scratch)";
 const UNET_SIMCLR: &str = "UNet + SimCLR";
@@ -220,7 +220,7 @@ fn augmented(
             plane.repeat(3)
         })
         .collect();
-    let tag = format!("{}:aug{views}:seed{seed}", sam.config.model_id);
+    let tag = format!("{}:aug{views}:seed{seed}", sam.config.encoder_id());
     let prepared = PreparedVolume {
         inputs: images,
         ..case.prepared.clone()
@@ -400,7 +400,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
                 train_and_score(model, samples, false, &cfg, &dense_pe, &test, &pe)
             };
             for (method, kind) in HEADS {
-                if !todo(method, kind)? {
+                if !todo(method, kind.as_str())? {
                     continue;
                 }
                 ad.seed(draw as u64);
@@ -413,8 +413,8 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
                     with_views.extend(augmented(sam, c, plan.aug_views, draw as u64, &args.cache)?);
                 }
                 ad.seed(draw as u64);
-                let head =
-                    Head::new("autosam", classes, sam_weights, &ad).map_err(|e| e.to_string())?;
+                let head = Head::new(HeadKind::AutoSam, classes, sam_weights, &ad)
+                    .map_err(|e| e.to_string())?;
                 go(AUG, fit_score(head, &with_views))?;
             }
             if todo(UNET, "unet")? {
@@ -569,7 +569,7 @@ fn train_and_score<M: Segmenter>(
         .first()
         .cloned()
         .ok_or("a model without parameters")?;
-    let (model, history) = fit(model, samples, &[], cfg, dense_pe, &device, |_| {});
+    let (model, history) = fit(model, samples, &[], cfg, dense_pe, &device, |_, _| {});
     let loss = history
         .first()
         .zip(history.last())

@@ -13,11 +13,13 @@ mod quant_report;
 mod train;
 
 use autosam::backend;
+use autosam::heads::HeadKind;
 use autosam::model::checkpoint;
 use autosam::model::format::{self, Precision};
-use autosam::model::{EncoderConfig, Sam, SamConfig, Weights};
+use autosam::model::{Sam, SamConfig, Weights};
 use autosam::nii::{self, ReadLimits, ReadOptions};
 use autosam::phantom;
+use autosam::train::Schedule;
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 
@@ -71,15 +73,18 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value = "weights/lite_medsam.pth")]
         weights: PathBuf,
+        /// Comma-separated name prefixes (`patient041,patient042`); all pairs when absent.
+        #[arg(long)]
+        volumes: Option<String>,
         /// Only the first N pairs (sorted by name).
         #[arg(long)]
         limit: Option<usize>,
         /// Also write the markdown table here.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Apply TinyViT's learned attention biases, which upstream's pipeline never applies.
-        #[arg(long)]
-        attention_biases: bool,
+        /// Where slice embeddings are cached (by file hash and encoder), shared with `train`.
+        #[arg(long, default_value = "weights/embeddings")]
+        cache: PathBuf,
     },
     /// f16 and int8 weights against f32 on labelled volumes: embedding cosine, box-mask Dice.
     QuantReport {
@@ -99,9 +104,8 @@ enum Command {
         /// Comma-separated name prefixes (`patient001,patient002`); all pairs when absent.
         #[arg(long)]
         volumes: Option<String>,
-        /// autosam, cnn or linear.
-        #[arg(long, default_value = "autosam")]
-        head: String,
+        #[arg(long, value_enum, default_value_t = HeadKind::AutoSam)]
+        head: HeadKind,
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 20)]
@@ -110,6 +114,9 @@ enum Command {
         batch_size: usize,
         #[arg(long, default_value_t = 5e-4)]
         lr: f64,
+        /// How the learning rate moves from `--lr` over the run.
+        #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+        schedule: Schedule,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Train for exactly this many mini-batches instead of `--epochs` passes.
@@ -237,11 +244,15 @@ pub fn main() -> ExitCode {
         Command::EvalBox {
             data,
             weights,
+            volumes,
             limit,
             out,
-            attention_biases,
-        } => load_sam(&weights, attention_biases)
-            .and_then(|(sam, _)| eval_box::run(&sam, &data, limit, out.as_deref())),
+            cache,
+        } => load_sam(&weights).and_then(|(sam, _)| {
+            let mut pairs = train::select(&data, volumes.as_deref())?;
+            pairs.truncate(limit.unwrap_or(pairs.len()));
+            eval_box::run(&sam, &pairs, &cache, out.as_deref())
+        }),
         Command::Parity {
             dir,
             weights,
@@ -260,6 +271,7 @@ pub fn main() -> ExitCode {
             epochs,
             batch_size,
             lr,
+            schedule,
             seed,
             steps,
             precision,
@@ -274,6 +286,7 @@ pub fn main() -> ExitCode {
                 epochs,
                 batch_size,
                 lr,
+                schedule,
                 seed,
                 steps,
             };
@@ -302,8 +315,8 @@ pub fn main() -> ExitCode {
         } => load_weights(&weights).and_then(|(config, w)| {
             let sam = Sam::load(&w, config, &backend::cpu()).map_err(|e| e.to_string())?;
             let (head, info) = match head {
-                Some(path) => train::load_head(&path, &w)?,
-                None => train::default_head(&w)?,
+                Some(path) => train::load_head(&path, &sam, &w)?,
+                None => train::default_head(&sam, &w)?,
             };
             train::eval(&sam, &head, &info, &data, volumes.as_deref(), &cache)
         }),
@@ -390,11 +403,8 @@ pub fn load_weights(path: &Path) -> Result<(SamConfig, Weights), String> {
 }
 
 /// A model from an upstream checkpoint or a converted file, on the CPU backend.
-pub fn load_sam(path: &Path, attention_biases: bool) -> Result<(Sam, Precision), String> {
-    let (mut config, weights, precision) = load_weights_with_precision(path)?;
-    if let EncoderConfig::TinyVit(c) = &mut config.encoder {
-        c.attention_biases = attention_biases;
-    }
+pub fn load_sam(path: &Path) -> Result<(Sam, Precision), String> {
+    let (config, weights, precision) = load_weights_with_precision(path)?;
     let sam = Sam::load(&weights, config, &backend::cpu())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((sam, precision))

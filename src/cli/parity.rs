@@ -18,12 +18,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 /// Relative tolerances (max |ours - ref| / max |ref|) per weights precision. The f16 and int8
 /// figures are what those roundings cost on the reference slice, with headroom; see
-/// docs/models.md.
+/// docs/models.md. int8's worst embedding value is 11% off with the learned attention biases (8%
+/// without them), while its box mask keeps Dice 0.998 against the reference's.
 pub fn tolerance(precision: Precision) -> f32 {
     match precision {
         Precision::F32 => 1e-3,
         Precision::F16 => 2e-2,
-        Precision::Int8 => 1e-1,
+        Precision::Int8 => 1.5e-1,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use autosam::cache::{self, VolumeEmbeddings};
 use autosam::heads::store::{self, HeadInfo, cardiac_classes};
-use autosam::heads::{Head, Segmenter, labels_from_class_logits};
+use autosam::heads::{Head, HeadKind, Segmenter, labels_from_class_logits};
 use autosam::metrics::dice;
 use autosam::model::format::Precision;
 use autosam::model::{Sam, Weights};
@@ -88,7 +88,7 @@ impl Case {
         // One read of the image serves both the volume and its cache key.
         let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
         let volume = volume_from_bytes(image, &bytes)?;
-        let key = cache::key(&bytes, &sam.config.model_id);
+        let key = cache::key(&bytes, &sam.config.encoder_id());
         let truth = read_volume(gt)?.labels();
         let prepared = PreparedVolume::new(&volume, sam.input_size());
         let embeddings = embeddings(sam, &key, &prepared, cache_dir)?;
@@ -198,7 +198,7 @@ pub fn load_cases(
 pub struct TrainArgs {
     pub data: PathBuf,
     pub volumes: Option<String>,
-    pub head: String,
+    pub head: HeadKind,
     pub out: PathBuf,
     pub config: TrainConfig,
     pub val_fraction: f64,
@@ -224,7 +224,7 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
     let (head, classes, before) = match &args.init {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let (head, info) = head_from_bytes(&bytes, sam_weights, &device)
+            let (head, info) = head_from_bytes(&bytes, sam, sam_weights, &device)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             // Loaded parameters are constants until asked to track gradients.
             (
@@ -235,26 +235,17 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
         }
         None => {
             let classes = cardiac_classes();
-            let head = Head::new(&args.head, classes.len(), sam_weights, &device)
+            let head = Head::new(args.head, classes.len(), sam_weights, &device)
                 .map_err(|e| e.to_string())?;
             (head, classes, None)
         }
     };
-    let kind = head.kind().to_string();
+    let kind = head.kind();
     let dense_pe = sam.prompt_encoder.dense_pe();
-    let (head, history) = fit(head, &all, &val, cfg, &dense_pe, &device, |p: &Progress| {
-        eprintln!(
-            "epoch {:>3}  loss {:.4}  val Dice {}  ({:.0} s)",
-            p.epoch,
-            p.loss,
-            p.val_dice.map_or("-".into(), |d| format!("{d:.4}")),
-            started.elapsed().as_secs_f64()
-        );
-    });
-    let info = HeadInfo {
-        kind: kind.clone(),
-        classes,
-        encoder: sam.config.model_id.clone(),
+    let info = |history: &[Progress]| HeadInfo {
+        kind,
+        classes: classes.clone(),
+        encoder: sam.config.encoder_id(),
         training: serde_json::json!({
             "volumes": pairs.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
             "train_slices": all.len(),
@@ -263,14 +254,40 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
             "steps": cfg.steps,
             "batch_size": cfg.batch_size,
             "lr": cfg.lr,
+            "schedule": cfg.schedule,
             "seed": cfg.seed,
             "history": history,
             "seconds": started.elapsed().as_secs_f64(),
             "continues": before,
         }),
     };
-    let bytes = store::save(&head, &info, args.precision).map_err(|e| e.to_string())?;
-    std::fs::write(&args.out, bytes).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let save = |head: &Head, history: &[Progress]| -> Result<(), String> {
+        let bytes = store::save(head, &info(history), args.precision).map_err(|e| e.to_string())?;
+        std::fs::write(&args.out, bytes).map_err(|e| format!("{}: {e}", args.out.display()))
+    };
+    let mut so_far = Vec::new();
+    let mut checkpoint_error = None;
+    let (head, history) = fit(head, &all, &val, cfg, &dense_pe, &device, |p, model| {
+        eprintln!(
+            "epoch {:>3}  loss {:.4}  val Dice {}{}  ({:.0} s)",
+            p.epoch,
+            p.loss,
+            p.val_dice.map_or("-".into(), |d| format!("{d:.4}")),
+            if p.best { " (best)" } else { "" },
+            started.elapsed().as_secs_f64()
+        );
+        so_far.push(p.clone());
+        // The best head so far is on disk at once, so a run stopped early keeps it.
+        if p.best
+            && let Err(e) = save(model, &so_far)
+        {
+            checkpoint_error.get_or_insert(e);
+        }
+    });
+    if let Some(e) = checkpoint_error {
+        return Err(e);
+    }
+    save(&head, &history)?;
     println!(
         "wrote {} ({} head, {} epochs, {:.0} s)",
         args.out.display(),
@@ -282,9 +299,13 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
 }
 
 /// A head from its file, on the CPU backend.
-pub fn load_head(path: &Path, sam_weights: &Weights) -> Result<(Head, HeadInfo), String> {
+pub fn load_head(
+    path: &Path,
+    sam: &Sam,
+    sam_weights: &Weights,
+) -> Result<(Head, HeadInfo), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    head_from_bytes(&bytes, sam_weights, &autosam::backend::cpu())
+    head_from_bytes(&bytes, sam, sam_weights, &autosam::backend::cpu())
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -293,17 +314,18 @@ pub fn load_head(path: &Path, sam_weights: &Weights) -> Result<(Head, HeadInfo),
 const DEFAULT_HEAD: &[u8] = include_bytes!("../../www/heads/cardiac.safetensors");
 
 /// The shipped cardiac head (built into the binary, so `eval` works from any directory).
-pub fn default_head(sam_weights: &Weights) -> Result<(Head, HeadInfo), String> {
-    head_from_bytes(DEFAULT_HEAD, sam_weights, &autosam::backend::cpu())
+pub fn default_head(sam: &Sam, sam_weights: &Weights) -> Result<(Head, HeadInfo), String> {
+    head_from_bytes(DEFAULT_HEAD, sam, sam_weights, &autosam::backend::cpu())
         .map_err(|e| format!("the built-in default head: {e}"))
 }
 
 fn head_from_bytes(
     bytes: &[u8],
+    sam: &Sam,
     sam_weights: &Weights,
     device: &burn::tensor::Device,
 ) -> Result<(Head, HeadInfo), String> {
-    store::load(bytes, sam_weights, device).map_err(|e| e.to_string())
+    store::load(bytes, sam_weights, &sam.config.encoder_id(), device).map_err(|e| e.to_string())
 }
 
 pub fn eval(

@@ -16,6 +16,51 @@ pub use autosam::AutoSamHead;
 pub use cnn::CnnHead;
 pub use linear::LinearHead;
 
+/// The kinds of head, by the names files, the CLI and the page use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum HeadKind {
+    /// SAM's mask decoder without prompt tokens, one token set per class.
+    #[cfg_attr(feature = "cli", value(name = "autosam"))]
+    AutoSam,
+    /// Convolutions and transposed convolutions from scratch.
+    Cnn,
+    /// SAM's pretrained upscaling and a 1x1 convolution.
+    Linear,
+}
+
+impl HeadKind {
+    pub const ALL: [HeadKind; 3] = [Self::AutoSam, Self::Cnn, Self::Linear];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AutoSam => "autosam",
+            Self::Cnn => "cnn",
+            Self::Linear => "linear",
+        }
+    }
+}
+
+impl std::fmt::Display for HeadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for HeadKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                Error::Invalid(format!("unknown head `{s}`: use autosam, cnn or linear"))
+            })
+    }
+}
+
 #[derive(Module, Debug)]
 pub enum Head {
     AutoSam(AutoSamHead),
@@ -26,30 +71,28 @@ pub enum Head {
 impl Head {
     /// A new head of `kind` for `classes` classes (background included). AutoSAM and linear
     /// start from the pretrained mask decoder in `sam_weights` (`mask_decoder.*`).
-    pub fn new(kind: &str, classes: usize, sam_weights: &Weights, device: &Device) -> Result<Self> {
-        match kind {
-            "autosam" => Ok(Self::AutoSam(AutoSamHead::from_decoder(
-                sam_weights,
-                classes,
-                device,
-            )?)),
-            "cnn" => Ok(Self::Cnn(CnnHead::new(256, classes, device))),
-            "linear" => Ok(Self::Linear(LinearHead::from_decoder(
-                sam_weights,
-                classes,
-                device,
-            )?)),
-            other => Err(Error::Invalid(format!(
-                "unknown head `{other}`: use autosam, cnn or linear"
-            ))),
-        }
+    pub fn new(
+        kind: HeadKind,
+        classes: usize,
+        sam_weights: &Weights,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(match kind {
+            HeadKind::AutoSam => {
+                Self::AutoSam(AutoSamHead::from_decoder(sam_weights, classes, device)?)
+            }
+            HeadKind::Cnn => Self::Cnn(CnnHead::new(256, classes, device)),
+            HeadKind::Linear => {
+                Self::Linear(LinearHead::from_decoder(sam_weights, classes, device)?)
+            }
+        })
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> HeadKind {
         match self {
-            Self::AutoSam(_) => "autosam",
-            Self::Cnn(_) => "cnn",
-            Self::Linear(_) => "linear",
+            Self::AutoSam(_) => HeadKind::AutoSam,
+            Self::Cnn(_) => HeadKind::Cnn,
+            Self::Linear(_) => HeadKind::Linear,
         }
     }
 

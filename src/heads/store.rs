@@ -7,7 +7,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::Head;
+use super::{Head, HeadKind};
 use crate::error::{Error, Result};
 use crate::model::format::{self, Precision};
 use crate::model::{HostTensor, Weights};
@@ -24,11 +24,10 @@ pub struct ClassInfo {
 /// What travels with a head's tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeadInfo {
-    /// `autosam`, `cnn` or `linear`.
-    pub kind: String,
+    pub kind: HeadKind,
     /// Background first.
     pub classes: Vec<ClassInfo>,
-    /// The encoder whose embeddings it was trained on (`litemedsam`).
+    /// The encoder whose embeddings it was trained on (`litemedsam+attention-biases`).
     pub encoder: String,
     /// Free-form: data, epochs, seed, validation Dice.
     pub training: serde_json::Value,
@@ -164,11 +163,27 @@ pub fn write(weights: &Weights, info: &HeadInfo, precision: Precision) -> Result
 }
 
 /// A head file as a head on `device` with its info. `sam_weights` are the encoder's file, whose
-/// mask decoder AutoSAM and linear heads are built on before the stored tensors go in.
-pub fn load(bytes: &[u8], sam_weights: &Weights, device: &Device) -> Result<(Head, HeadInfo)> {
+/// mask decoder AutoSAM and linear heads are built on before the stored tensors go in; `encoder`
+/// is the id of the encoder whose embeddings the head will read ([`SamConfig::encoder_id`]).
+///
+/// [`SamConfig::encoder_id`]: crate::model::SamConfig::encoder_id
+pub fn load(
+    bytes: &[u8],
+    sam_weights: &Weights,
+    encoder: &str,
+    device: &Device,
+) -> Result<(Head, HeadInfo)> {
     let (info, tensors) = read(bytes)?;
+    // Every SAM decoder has the same shapes, so a head for other embeddings would load: check.
+    if info.encoder != encoder {
+        return Err(Error::Weights(format!(
+            "the head was trained on `{}` embeddings, but this encoder gives `{encoder}`; \
+             train it again on this encoder",
+            info.encoder
+        )));
+    }
     let head = assign(
-        Head::new(&info.kind, info.classes.len(), sam_weights, device)?,
+        Head::new(info.kind, info.classes.len(), sam_weights, device)?,
         &tensors,
     )?;
     Ok((head, info))

@@ -63,6 +63,16 @@ impl SamConfig {
         ))
     }
 
+    /// What a head is trained on and a cached embedding comes from. LiteMedSAM's id names its
+    /// learned attention biases: its embeddings changed when the encoder began to add them, as
+    /// upstream does, so heads and caches made without them are refused, never reused.
+    pub fn encoder_id(&self) -> String {
+        match &self.encoder {
+            EncoderConfig::TinyVit(_) => format!("{}+attention-biases", self.model_id),
+            EncoderConfig::Vit(_) => self.model_id.clone(),
+        }
+    }
+
     pub fn input_size(&self) -> usize {
         match &self.encoder {
             EncoderConfig::TinyVit(c) => c.img_size,

@@ -25,12 +25,6 @@ pub struct TinyViTConfig {
     pub mlp_ratio: usize,
     pub mbconv_expand_ratio: usize,
     pub out_chans: usize,
-    /// Whether attention adds the checkpoint's learned `attention_biases`. Upstream caches them
-    /// in a buffer (`ab`) when the model is switched to eval mode; the reference pipeline does
-    /// that before the weights are loaded, so its outputs (and our parity fixtures) use the
-    /// initial all-zero table. Off reproduces upstream exactly; see docs/models.md.
-    #[serde(default)]
-    pub attention_biases: bool,
 }
 
 impl TinyViTConfig {
@@ -46,7 +40,6 @@ impl TinyViTConfig {
             mlp_ratio: 4,
             mbconv_expand_ratio: 4,
             out_chans: 256,
-            attention_biases: false,
         }
     }
 
@@ -122,30 +115,24 @@ pub struct Attention {
     pub qkv: Linear,
     pub proj: Linear,
     /// `attention_biases[:, attention_bias_idxs]`, gathered once at load: [1, heads, N, N].
-    pub ab: Option<Param<Tensor<4>>>,
+    /// Upstream caches the same gather in the buffer `ab` when the loaded model is switched to
+    /// eval mode, so inference always adds the learned table.
+    pub ab: Param<Tensor<4>>,
     pub num_heads: usize,
     pub key_dim: usize,
 }
 
 impl Attention {
-    fn load(
-        w: &Weights,
-        p: &str,
-        heads: usize,
-        window: usize,
-        use_biases: bool,
-        device: &Device,
-    ) -> Result<Self> {
+    fn load(w: &Weights, p: &str, heads: usize, window: usize, device: &Device) -> Result<Self> {
         let qkv = linear(w, &format!("{p}.qkv"), device)?;
         let [_, three_dim] = qkv.weight.dims();
         let key_dim = three_dim / 3 / heads;
-        // Gathered either way, so a table of the wrong size is refused either way.
         let ab = gather_biases(w.get(&format!("{p}.attention_biases"))?, heads, window)?;
         Ok(Self {
             norm: layer_norm(w, &format!("{p}.norm"), 1e-5, device)?,
             qkv,
             proj: linear(w, &format!("{p}.proj"), device)?,
-            ab: use_biases.then(|| Param::from_tensor(ab.to_device(device))),
+            ab: Param::from_tensor(ab.to_device(device)),
             num_heads: heads,
             key_dim,
         })
@@ -163,10 +150,7 @@ impl Attention {
         let k = qkv.clone().narrow(3, kd, kd);
         let v = qkv.narrow(3, 2 * kd, kd);
         let scale = (kd as f64).powf(-0.5);
-        let mut attn = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-        if let Some(ab) = &self.ab {
-            attn = attn + ab.val();
-        }
+        let attn = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + self.ab.val();
         let x = softmax(attn, 3)
             .matmul(v)
             .swap_dims(1, 2)
@@ -236,14 +220,7 @@ impl TinyViTBlock {
             ..local_conv
         };
         Ok(Self {
-            attn: Attention::load(
-                w,
-                &format!("{p}.attn"),
-                heads,
-                window,
-                config.attention_biases,
-                device,
-            )?,
+            attn: Attention::load(w, &format!("{p}.attn"), heads, window, device)?,
             norm: layer_norm(w, &format!("{p}.mlp.norm"), 1e-5, device)?,
             mlp: MlpBlock::load(w, &format!("{p}.mlp"), ["fc1", "fc2"], false, device)?,
             local_conv,

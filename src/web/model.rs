@@ -62,14 +62,7 @@ fn build_head(
     bytes: &[u8],
     device: &Device,
 ) -> Result<LoadedHead, JsError> {
-    // Every SAM decoder has the same shapes, so a head for another encoder loads: check which.
-    let (head, info) = store::load(bytes, weights, device)?;
-    if info.encoder != sam.config.model_id {
-        return Err(JsError::new(&format!(
-            "the head was trained on {} embeddings, but the model is {}",
-            info.encoder, sam.config.model_id
-        )));
-    }
+    let (head, info) = store::load(bytes, weights, &sam.config.encoder_id(), device)?;
     Ok(LoadedHead { head, info })
 }
 
@@ -86,10 +79,10 @@ impl WebModel {
         self.sam.input_size()
     }
 
-    /// Which encoder's embeddings this is (`litemedsam`): part of an embedding's cache key.
+    /// Which encoder's embeddings this is: part of an embedding's cache key.
     #[wasm_bindgen(js_name = encoderId)]
     pub fn encoder_id(&self) -> String {
-        self.sam.config.model_id.clone()
+        self.sam.config.encoder_id()
     }
 
     /// Replaces the head with a head file's (import); throws if it does not fit this encoder.

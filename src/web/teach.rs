@@ -11,8 +11,8 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::WebModel;
 use super::model::LoadedHead;
-use crate::heads::Head;
 use crate::heads::store::{ClassInfo, HeadInfo};
+use crate::heads::{Head, HeadKind};
 use crate::train::{Batches, Sample, Trainer, VAL_BATCH, inputs, predict, score_batch};
 
 #[derive(serde::Serialize)]
@@ -36,7 +36,7 @@ pub struct WebTrainer {
     train: Rc<Vec<Sample>>,
     val: Rc<Vec<Sample>>,
     classes: Vec<ClassInfo>,
-    kind: String,
+    kind: HeadKind,
     encoder: String,
     batch: usize,
     lr: f64,
@@ -63,6 +63,7 @@ impl WebTrainer {
             return Err(JsError::new("name at least one class besides background"));
         }
         let device = model.device.clone().autodiff();
+        let kind: HeadKind = kind.parse()?;
         let head = Head::new(kind, classes.len(), &model.weights, &device)?;
         let pe = model.sam.prompt_encoder.dense_pe();
         Ok(Self {
@@ -73,8 +74,8 @@ impl WebTrainer {
             train: Rc::new(Vec::new()),
             val: Rc::new(Vec::new()),
             classes,
-            kind: kind.into(),
-            encoder: model.sam.config.model_id.clone(),
+            kind,
+            encoder: model.sam.config.encoder_id(),
             batch: batch.max(1),
             lr,
             seed: seed.into(),
@@ -207,7 +208,7 @@ impl WebTrainer {
         *model.head.borrow_mut() = Rc::new(LoadedHead {
             head,
             info: HeadInfo {
-                kind: self.kind.clone(),
+                kind: self.kind,
                 classes: self.classes.clone(),
                 encoder: self.encoder.clone(),
                 training,
