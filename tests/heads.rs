@@ -35,7 +35,7 @@ fn sam_weights() -> Option<Weights> {
 fn heads_round_trip_through_their_files() {
     let device = autosam::backend::cpu();
     let sam = sam_weights();
-    let kinds: &[&str] = if sam.is_some() {
+    let kinds: &[HeadKind] = if sam.is_some() {
         &[HeadKind::Cnn, HeadKind::Linear, HeadKind::AutoSam]
     } else {
         &[HeadKind::Cnn]
