@@ -122,9 +122,9 @@ enum Command {
         /// Train for exactly this many mini-batches instead of `--epochs` passes.
         #[arg(long)]
         steps: Option<usize>,
-        /// Storage of the head file: f32, f16 or int8.
-        #[arg(long, default_value = "f32")]
-        precision: String,
+        /// Storage of the head file.
+        #[arg(long, value_enum, default_value_t = Precision::F32)]
+        precision: Precision,
         /// Continue training this head file (its kind and classes win over --head).
         #[arg(long)]
         init: Option<PathBuf>,
@@ -189,9 +189,8 @@ enum Command {
         /// Output .safetensors file.
         #[arg(long)]
         out: PathBuf,
-        /// f32, f16 or int8.
-        #[arg(long, default_value = "int8")]
-        precision: String,
+        #[arg(long, value_enum, default_value_t = Precision::Int8)]
+        precision: Precision,
     },
     /// Time the encoder per slice (and the box decoder) with peak memory on each backend this
     /// build has, and write a markdown table.
@@ -262,7 +261,7 @@ pub fn main() -> ExitCode {
             checkpoint,
             out,
             precision,
-        } => convert(&checkpoint, &out, &precision),
+        } => convert(&checkpoint, &out, precision),
         Command::Train {
             data,
             volumes,
@@ -280,7 +279,6 @@ pub fn main() -> ExitCode {
             weights,
             cache,
         } => load_weights(&weights).and_then(|(config, w)| {
-            let precision = Precision::parse(&precision).map_err(|e| e.to_string())?;
             let sam = Sam::load(&w, config, &backend::cpu()).map_err(|e| e.to_string())?;
             let config = autosam::train::TrainConfig {
                 epochs,
@@ -410,8 +408,7 @@ pub fn load_sam(path: &Path) -> Result<(Sam, Precision), String> {
     Ok((sam, precision))
 }
 
-fn convert(path: &Path, out: &Path, precision: &str) -> Result<(), String> {
-    let precision = Precision::parse(precision).map_err(|e| e.to_string())?;
+fn convert(path: &Path, out: &Path, precision: Precision) -> Result<(), String> {
     let (config, weights) = load_weights(path)?;
     let bytes = format::write(&weights, &config, precision).map_err(|e| e.to_string())?;
     // Read back what was written, so a bad file is never left behind looking finished.
