@@ -18,11 +18,17 @@ pub use linear::LinearHead;
 
 /// The kinds of head, by the names files, the CLI and the page use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(
+    all(feature = "cli", not(target_arch = "wasm32")),
+    derive(clap::ValueEnum)
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HeadKind {
     /// SAM's mask decoder without prompt tokens, one token set per class.
-    #[cfg_attr(feature = "cli", value(name = "autosam"))]
+    #[cfg_attr(
+        all(feature = "cli", not(target_arch = "wasm32")),
+        value(name = "autosam")
+    )]
     AutoSam,
     /// Convolutions and transposed convolutions from scratch.
     Cnn,

@@ -30,7 +30,10 @@ const INT8_MIN_ELEMENTS: usize = 4096;
 const SCALES: &str = ".int8_scales";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(
+    all(feature = "cli", not(target_arch = "wasm32")),
+    derive(clap::ValueEnum)
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,
