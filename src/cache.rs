@@ -60,6 +60,15 @@ impl VolumeEmbeddings {
             .map_err(|e| Error::Invalid(e.to_string()))
     }
 
+    /// Slice `z`'s embedding as a [1, C, H, W] tensor on `device`.
+    pub fn slice(&self, z: usize, device: &burn::tensor::Device) -> burn::tensor::Tensor<4> {
+        let [c, h, w] = self.shape;
+        burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(self.slices[z].clone(), [1, c, h, w]),
+            device,
+        )
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let bad = |e: String| Error::Invalid(format!("embedding cache entry unreadable: {e}"));
         let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;

@@ -287,8 +287,9 @@ pub fn score_batch(batch: &[Sample], pred: &[u8], classes: usize, scores: &mut V
 
 /// Trains `model` (on an autodiff device) for `cfg.epochs` passes over `train`, or for exactly
 /// `cfg.steps` mini-batches when set, reporting after each epoch (and after the last step) with
-/// the model as it stands. Returns the model of the epoch with the best validation Dice (the last
-/// one without validation samples) and every epoch's figures.
+/// the figures so far (that epoch's last) and the model as it stands. Returns the model of the
+/// epoch with the best validation Dice (the last one without validation samples) and every
+/// epoch's figures.
 pub fn fit<M: Segmenter>(
     model: M,
     train: &[Sample],
@@ -296,7 +297,7 @@ pub fn fit<M: Segmenter>(
     cfg: &TrainConfig,
     dense_pe: &HostTensor,
     device: &Device,
-    mut progress: impl FnMut(&Progress, &M),
+    mut progress: impl FnMut(&[Progress], &M),
 ) -> (M, Vec<Progress>) {
     let mut trainer = Trainer::new(model, dense_pe, cfg.lr, device);
     let plain_pe = dense_pe.to_device::<4>(&device.clone().inner());
@@ -326,8 +327,8 @@ pub fn fit<M: Segmenter>(
                 val_dice,
                 best: improved,
             };
-            progress(&p, trainer.model());
             history.push(p);
+            progress(&history, trainer.model());
             losses.clear();
         }
     }

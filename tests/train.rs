@@ -95,7 +95,8 @@ fn fit_returns_the_epoch_with_the_best_validation_dice() {
         ..TrainConfig::default()
     };
     let mut reported = Vec::new();
-    let (model, history) = fit(head, &train, &val, &cfg, &pe, &device, |p, m| {
+    let (model, history) = fit(head, &train, &val, &cfg, &pe, &device, |so_far, m| {
+        let p = so_far.last().unwrap();
         let plain = pe.to_device(&device.clone().inner());
         reported.push((p.best, mean_dice(&m.valid(), &val, &plain)));
     });

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use autosam::metrics::{dice, mean};
+use autosam::metrics::mean;
 use autosam::model::Sam;
 use autosam::nii::{self, ReadOptions};
 use autosam::pipeline::{PreparedVolume, label_slice, put_label_slice};
 use autosam::segment::{boxes_from_labels, segment_boxes};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 
 pub const CLASSES: [(u8, &str); 3] = [(1, "RV"), (2, "MYO"), (3, "LV")];
 
@@ -141,21 +141,13 @@ pub fn run(
     for pair in pairs {
         let t = Instant::now();
         let case = super::train::Case::load(sam, pair, cache_dir)?;
-        let (name, truth) = (&case.name, &case.truth);
-        if truth.len() != case.prepared.dims.iter().product::<usize>() {
-            return Err(format!("{name}: labels and image differ in size"));
-        }
-        let pred = box_segment_volume(sam, &case.prepared, truth, |z| {
-            let [c, h, w] = case.embeddings.shape;
-            Tensor::from_data(
-                TensorData::new(case.embeddings.slices[z].clone(), [1, c, h, w]),
-                &sam.device,
-            )
+        let pred = box_segment_volume(sam, &case.prepared, &case.truth, |z| {
+            case.embeddings.slice(z, &sam.device)
         });
-        let scores: Vec<Option<f64>> = CLASSES.iter().map(|c| dice(&pred, truth, c.0)).collect();
+        let scores = case.dice(&pred, CLASSES.len() + 1);
         let count = case.prepared.slice_count();
         slices += count;
-        let row = dice_table.row(name, &[count.to_string()], &scores);
+        let row = dice_table.row(&case.name, &[count.to_string()], &scores);
         eprintln!("{row} {:.1} s", t.elapsed().as_secs_f64());
         table.push_str(&row);
         table.push('\n');

@@ -15,7 +15,7 @@ use autosam::heads::{Head, HeadKind, Segmenter};
 use autosam::metrics::mean;
 use autosam::model::{HostTensor, Sam, Weights};
 use autosam::train::{Sample, TrainConfig, fit, shuffle};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 
 use super::eval_box::{CLASSES, box_segment_volume, fmt, labelled_pairs, read_volume};
 use super::train::{Case, embeddings, load_cases};
@@ -300,12 +300,8 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: ExperimentArgs) -> Result<(),
     let mut per_volume = Vec::new();
     let sam_box = plan.runs("sam-box") && !done(SAM_BOX, 0, 0)?;
     for case in test.iter().filter(|_| sam_box) {
-        let [c, g, _] = case.embeddings.shape;
         let pred = box_segment_volume(sam, &case.prepared, &case.truth, |z| {
-            Tensor::from_data(
-                TensorData::new(case.embeddings.slices[z].clone(), [1, c, g, g]),
-                &cpu,
-            )
+            case.embeddings.slice(z, &cpu)
         });
         per_volume.push(case.dice(&pred, classes));
     }

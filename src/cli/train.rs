@@ -90,6 +90,9 @@ impl Case {
         let volume = volume_from_bytes(image, &bytes)?;
         let key = cache::key(&bytes, &sam.config.encoder_id());
         let truth = read_volume(gt)?.labels();
+        if truth.len() != volume.data.len() {
+            return Err(format!("{name}: labels and image differ in size"));
+        }
         let prepared = PreparedVolume::new(&volume, sam.input_size());
         let embeddings = embeddings(sam, &key, &prepared, cache_dir)?;
         eprintln!(
@@ -265,25 +268,32 @@ pub fn train(sam: &Sam, sam_weights: &Weights, args: TrainArgs) -> Result<(), St
         let bytes = store::save(head, &info(history), args.precision).map_err(|e| e.to_string())?;
         std::fs::write(&args.out, bytes).map_err(|e| format!("{}: {e}", args.out.display()))
     };
-    let mut so_far = Vec::new();
     let mut checkpoint_error = None;
-    let (head, history) = fit(head, &all, &val, cfg, &dense_pe, &device, |p, model| {
-        eprintln!(
-            "epoch {:>3}  loss {:.4}  val Dice {}{}  ({:.0} s)",
-            p.epoch,
-            p.loss,
-            p.val_dice.map_or("-".into(), |d| format!("{d:.4}")),
-            if p.best { " (best)" } else { "" },
-            started.elapsed().as_secs_f64()
-        );
-        so_far.push(p.clone());
-        // The best head so far is on disk at once, so a run stopped early keeps it.
-        if p.best
-            && let Err(e) = save(model, &so_far)
-        {
-            checkpoint_error.get_or_insert(e);
-        }
-    });
+    let (head, history) = fit(
+        head,
+        &all,
+        &val,
+        cfg,
+        &dense_pe,
+        &device,
+        |so_far, model| {
+            let p = so_far.last().expect("fit reports after an epoch");
+            eprintln!(
+                "epoch {:>3}  loss {:.4}  val Dice {}{}  ({:.0} s)",
+                p.epoch,
+                p.loss,
+                p.val_dice.map_or("-".into(), |d| format!("{d:.4}")),
+                if p.best { " (best)" } else { "" },
+                started.elapsed().as_secs_f64()
+            );
+            // The best head so far is on disk at once, so a run stopped early keeps it.
+            if p.best
+                && let Err(e) = save(model, so_far)
+            {
+                checkpoint_error.get_or_insert(e);
+            }
+        },
+    );
     if let Some(e) = checkpoint_error {
         return Err(e);
     }
