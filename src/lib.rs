@@ -12,6 +12,7 @@ pub mod backend;
 pub mod baselines;
 #[cfg(feature = "model")]
 pub mod cache;
+pub mod cardiac;
 pub mod error;
 #[cfg(feature = "model")]
 pub mod heads;

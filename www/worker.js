@@ -1,6 +1,8 @@
-// The model's worker: the encoder, the heads, box decoding and training run here, so the page
-// never freezes. It loads the same wasm as the page (the page passes the bundle's URLs, which
-// trunk hashes) and answers {id, op, args} with {id, ok, value | error}.
+// A model worker: the encoder, the heads, box decoding and training run here, so the page never
+// freezes. The page starts a pool of them (www/app/pool.js): the primary does everything, the
+// others only encode. It loads the same wasm as the page (the page passes the bundle's URLs,
+// which trunk hashes) and answers {id, op, args} with {id, ok, value | error}, one operation at
+// a time: the wasm objects are not reentrant, and a second call would interleave at its awaits.
 
 let wasm = null; // the bindings
 let model = null; // WebModel
@@ -8,10 +10,11 @@ let trainer = null; // WebTrainer
 
 // Returns [value, transferables].
 const ops = {
-  async init({ js, bg }) {
+  // `probe`: run the CPU/WebGPU agreement probe (the primary only; helpers use the CPU).
+  async init({ js, bg, probe }) {
     wasm = await import(js);
     await wasm.default({ module_or_path: bg });
-    return [await wasm.backendReport()];
+    return [probe ? await wasm.backendReport() : "CPU"];
   },
   async load({ weights, head, useGpu }) {
     if (model) model.free();
@@ -56,6 +59,10 @@ const ops = {
     trainer.apply(model, JSON.stringify(summary));
     return [describe()];
   },
+  // The wasm memory's size, which only grows: this worker's peak so far.
+  async memory() {
+    return [wasm.memoryBytes()];
+  },
   // Errors the wasm logged (a WGSL shader that failed to compile is only logged): the page
   // treats any as a failure.
   async errors() {
@@ -70,12 +77,16 @@ function describe() {
   };
 }
 
-onmessage = async (e) => {
-  const { id, op, args } = e.data;
+let queue = Promise.resolve();
+onmessage = (e) => {
+  queue = queue.then(() => handle(e.data));
+};
+
+async function handle({ id, op, args }) {
   try {
     if (!ops[op]) throw new Error(`unknown operation ${op}`);
     if (op !== "init" && !wasm) throw new Error("the worker is not started");
-    if (!["init", "load", "errors"].includes(op) && !model) throw new Error("the model is not loaded");
+    if (!["init", "load", "errors", "memory"].includes(op) && !model) throw new Error("the model is not loaded");
     const [value, transfer] = await ops[op](args || {});
     postMessage({ id, ok: true, value }, transfer || []);
   } catch (err) {
@@ -83,4 +94,4 @@ onmessage = async (e) => {
     const fatal = err instanceof WebAssembly.RuntimeError;
     postMessage({ id, ok: false, error: String((err && err.message) || err), fatal });
   }
-};
+}

@@ -38,12 +38,33 @@ pub enum HeadKind {
 
 impl HeadKind {
     pub const ALL: [HeadKind; 3] = [Self::AutoSam, Self::Cnn, Self::Linear];
+    /// The kind the page's Teach starts with (see `teach_epochs`).
+    pub const TEACH_DEFAULT: HeadKind = Self::Linear;
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AutoSam => "autosam",
             Self::Cnn => "cnn",
             Self::Linear => "linear",
+        }
+    }
+
+    /// The name people read (tables, the page's menu).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::AutoSam => "AutoSAM",
+            Self::Cnn => "CNN",
+            Self::Linear => "linear",
+        }
+    }
+
+    /// Epochs the page's Teach offers for this kind: the linear head ranked first from 1-8
+    /// patients at 300 steps (docs/heads.md) and an epoch of it costs a ninth of AutoSAM's in the
+    /// page (docs/page.md), so it gets five times the epochs.
+    pub fn teach_epochs(self) -> usize {
+        match self {
+            Self::Linear => 100,
+            Self::AutoSam | Self::Cnn => 20,
         }
     }
 }

@@ -33,20 +33,28 @@ pub struct HeadInfo {
     pub training: serde_json::Value,
 }
 
-/// The cardiac classes of ACDC, in label order, with the page's colours.
+/// Colours of label codes 0, 1, 2, ... (background black): classes without their own colour take
+/// the one of their code, in the page and in head files alike.
+pub const PALETTE: [&str; 16] = [
+    "#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+    "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
+];
+
+/// The colour of label code `code`.
+pub fn palette_color(code: usize) -> &'static str {
+    PALETTE[code % PALETTE.len()]
+}
+
+/// The cardiac classes of ACDC, in label order, coloured from the palette.
 pub fn cardiac_classes() -> Vec<ClassInfo> {
-    [
-        ("background", "#000000"),
-        ("RV", "#e6194b"),
-        ("MYO", "#3cb44b"),
-        ("LV", "#4363d8"),
-    ]
-    .into_iter()
-    .map(|(name, color)| ClassInfo {
-        name: name.into(),
-        color: color.into(),
-    })
-    .collect()
+    ["background", "RV", "MYO", "LV"]
+        .into_iter()
+        .enumerate()
+        .map(|(code, name)| ClassInfo {
+            name: name.into(),
+            color: palette_color(code).into(),
+        })
+        .collect()
 }
 
 #[derive(Default)]

@@ -89,6 +89,54 @@ pub async fn read<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>
         .map_err(|e| JsError::new(&format!("{e:?}")))
 }
 
+/// What the page offers before a model loads, from the library's one source of each: the head
+/// kinds (name, label, Teach epochs), the default classes, the palette for other label codes and
+/// the training defaults. JSON, as `headSummary`.
+#[wasm_bindgen(js_name = appDescription)]
+pub fn app_description() -> String {
+    use crate::heads::HeadKind;
+    use crate::heads::store::{PALETTE, cardiac_classes};
+    let defaults = crate::train::TrainConfig::default();
+    let heads: Vec<_> = HeadKind::ALL
+        .iter()
+        .map(|k| serde_json::json!({"kind": k, "label": k.label(), "epochs": k.teach_epochs()}))
+        .collect();
+    serde_json::json!({
+        "heads": heads,
+        "teachHead": HeadKind::TEACH_DEFAULT,
+        "classes": cardiac_classes(),
+        "palette": PALETTE,
+        "lr": defaults.lr,
+        "batchSize": defaults.batch_size,
+    })
+    .to_string()
+}
+
+/// The cardiac function (`cardiac::CardiacFunction` as JSON) from each frame's `classVolumesMl`
+/// and the codes of LV, RV and MYO (RV or MYO below 1: absent); `undefined` when there is none.
+#[wasm_bindgen(js_name = cardiacFunction)]
+pub fn cardiac_function(frames: js_sys::Array, lv: i32, rv: i32, myo: i32) -> Option<String> {
+    use crate::cardiac::{Codes, cardiac_function};
+    let frames: Vec<Vec<f64>> = frames
+        .iter()
+        .map(|f| js_sys::Float64Array::from(f).to_vec())
+        .collect();
+    let code = |c: i32| usize::try_from(c).ok().filter(|&c| c > 0);
+    let codes = Codes {
+        lv: code(lv)?,
+        rv: code(rv),
+        myo: code(myo),
+    };
+    cardiac_function(&frames, codes).map(|f| serde_json::to_string(&f).unwrap_or_default())
+}
+
+/// Bytes of this instance's linear memory: it only ever grows, so this is its peak. The page sizes
+/// its pool of workers from it.
+#[wasm_bindgen(js_name = memoryBytes)]
+pub fn memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size::<0>() * 65536) as f64
+}
+
 /// Error records logged so far in this wasm instance (the page's worker asks after each job).
 #[wasm_bindgen(js_name = errorsLogged)]
 pub fn errors_logged() -> usize {

@@ -114,7 +114,14 @@ await check("automatic segmentation labels the volume with the default head", as
   if (stall > 1000) throw new Error(`the page froze for ${Math.round(stall)} ms`);
   const legend = await page.locator("#legend").textContent();
   if (!/RV/.test(legend) || !/MYO/.test(legend) || !/LV/.test(legend)) throw new Error(`legend: ${legend}`);
-  console.log(`     ${await status.textContent()}`);
+  const text = await status.textContent();
+  // Every core encodes (a pool of workers), within the tab's memory budget.
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  const workers = Number((/\((\d+) workers\)/.exec(text) || [0, 1])[1]);
+  const memory = Number(await page.locator("#backend").getAttribute("data-worker-memory"));
+  console.log(`     ${text}; ${cores} cores; workers' memory ${(memory / 2 ** 20).toFixed(0)} MiB`);
+  if (workers < Math.min(2, cores)) throw new Error(`${workers} worker(s) on ${cores} cores`);
+  if (!(memory > 0 && memory < 1.5 * 2 ** 30)) throw new Error(`workers' memory ${memory} bytes`);
 });
 await page.screenshot({ path: join(outDir, "page-segmented.png") });
 await check("the exported segmentation opens with the source geometry and the head's labels", async () => {
@@ -225,6 +232,28 @@ await check("an image and its label map dropped together pair up and give the ca
   const table = await page.locator("#function").textContent();
   if (!/LV ejection fraction/.test(table) || !/Myocardial mass/.test(table)) throw new Error(`function: ${table}`);
   console.log(`     ${table.replace(/\s+/g, " ").slice(0, 200)}`);
+});
+await check("a worker lost mid-Segment is replaced and every slice still gets its labels", async () => {
+  await pending();
+  await page.getByTestId("segment").click();
+  // The path a crashed worker takes (pool.lost), on a helper while it encodes a slice.
+  const killed = await page.evaluate(async () => {
+    const { app } = await import("/app/state.js");
+    for (let i = 0; i < 1200; i++) {
+      const h = app.pool.helpers.find((w) => w.loaded && w.encoding);
+      if (h) { app.pool.lost(h, "stopped by the test"); return true; }
+      await new Promise((ok) => setTimeout(ok, 50));
+    }
+    return false;
+  });
+  if (!killed) throw new Error("no helper was encoding within a minute");
+  await waitState("done", 15 * 60000);
+  const text = await status.textContent();
+  if (!/Segmented 8 slices/.test(text)) throw new Error(`status: ${text}`);
+  const helpers = await page.evaluate(async () => (await import("/app/state.js")).app.pool.helpers.length);
+  if (helpers < 1) throw new Error("the lost helper was not replaced");
+  await page.locator("#undo").click();
+  console.log(`     ${text}`);
 });
 await check("the other two planes show, alone or all three together", async () => {
   const before = await page.locator("#position").textContent();

@@ -1,0 +1,66 @@
+// Slice embeddings: from memory, else IndexedDB by the file's SHA-256 and the encoder, else
+// encoded on the pool's workers.
+import { app } from "./state.js";
+
+const db = new Promise((ok) => {
+  const open = indexedDB.open("autosam", 1);
+  open.onupgradeneeded = () => open.result.createObjectStore("embeddings");
+  open.onsuccess = () => ok(open.result);
+  open.onerror = () => ok(null); // private windows may refuse: then encode every session
+});
+
+function idb(mode, fn) {
+  return db.then((d) => d && new Promise((ok) => {
+    const tx = d.transaction("embeddings", mode);
+    const r = fn(tx.objectStore("embeddings"));
+    tx.oncomplete = () => ok(r.result);
+    tx.onerror = tx.onabort = () => ok(undefined);
+  }));
+}
+
+// Embeddings are kept at half precision where the browser has Float16Array, as the native cache
+// keeps them: 2 MiB a slice instead of 4.
+function toStored(e) {
+  return typeof Float16Array === "function" ? { f16: new Float16Array(e).buffer } : e;
+}
+
+function fromStored(v) {
+  if (v instanceof Float32Array) return v;
+  if (v && v.f16 instanceof ArrayBuffer && typeof Float16Array === "function") return new Float32Array(new Float16Array(v.f16));
+  return null;
+}
+
+export async function embedding(s, z) {
+  if (s.embeddings.has(z)) {
+    s.cacheHits = (s.cacheHits || 0) + 1;
+    return s.embeddings.get(z);
+  }
+  const info = app.model.info;
+  const key = `${s.hash}/${info.encoder}/${s.volume.segAxis()}/${z}`;
+  let e = fromStored(await idb("readonly", (store) => store.get(key)));
+  if (e) {
+    s.cacheHits = (s.cacheHits || 0) + 1;
+  } else {
+    e = await app.pool.encode(s.volume.encoderInput(z, info.inputSize));
+    idb("readwrite", (store) => store.put(toStored(e), key));
+  }
+  s.embeddings.set(z, e);
+  return e;
+}
+
+// The embeddings of `items` ({s, z}) in order, each asked for a few places ahead so that every
+// worker of the pool has a slice to encode while the caller uses the earlier ones.
+export async function* inOrder(items) {
+  const asked = [];
+  const ask = (i) => {
+    if (i < items.length && !asked[i]) {
+      asked[i] = embedding(items[i].s, items[i].z);
+      // One the caller never reaches (cancelled) must not surface as an unhandled rejection.
+      asked[i].catch(() => {});
+    }
+  };
+  for (let i = 0; i < items.length; i++) {
+    for (let k = i; k < i + 2 * Math.max(app.pool.target, app.pool.size) + 1; k++) ask(k);
+    yield await asked[i];
+  }
+}

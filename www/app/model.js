@@ -1,0 +1,54 @@
+// The model: its files fetched from this origin (with progress), loaded into the pool's workers,
+// and what the page shows of the current head.
+import { $, app, setStatus, seconds, progress } from "./state.js";
+import { setClasses } from "./classes.js";
+
+// Same-origin files with a progress line (these and the bundle are the only requests the page
+// makes; the service worker serves them offline after the first visit).
+async function fetchBytes(url, label) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${label}: ${url} answered ${response.status}`);
+  const total = Number(response.headers.get("content-length")) || 0;
+  const reader = response.body.getReader();
+  const parts = [], t0 = performance.now();
+  let got = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    got += value.length;
+    if (total) progress(got / total);
+    const left = total ? `, about ${seconds(((performance.now() - t0) / got) * (total - got))} left` : "";
+    setStatus("busy", total ? `Downloading ${label}: ${Math.round((100 * got) / total)}%${left}` : `Downloading ${label}…`);
+  }
+  const bytes = new Uint8Array(got);
+  let at = 0;
+  for (const p of parts) { bytes.set(p, at); at += p.length; }
+  return bytes;
+}
+
+export async function getModel() {
+  if (app.model.info) return app.model.info;
+  const weights = await fetchBytes("lite_medsam.int8.safetensors", "the encoder (LiteMedSAM, int8)");
+  const head = await fetchBytes("heads/cardiac.safetensors", "the cardiac head");
+  setStatus("busy", "Preparing the model…");
+  const info = await app.pool.load(weights, head, app.model.useGpu);
+  headChanged(info);
+  return info;
+}
+
+export function headChanged(info) {
+  app.model.info = info;
+  setClasses(info.classes);
+  $("segment").textContent = `Segment (${info.classes.slice(1).map((c) => c.name).join(", ")})`;
+  const t = info.head.training || {};
+  const dice = t.val_dice ?? t.validation_dice;
+  $("head-info").textContent = `Head: ${info.head.kind}, ${info.classes.length - 1} classes`
+    + (t.trained_in ? `, trained in ${t.trained_in}` : "") + (typeof dice === "number" ? `, validation Dice ${dice.toFixed(3)}` : "");
+}
+
+// "on CPU (2 workers)" for status lines.
+export function where(info) {
+  const n = app.pool.size;
+  return `on ${info.backend}${n > 1 ? ` (${n} workers)` : ""}`;
+}
