@@ -1,13 +1,15 @@
 // Times each stage of the built page (dist/) in headless Chromium on one backend, for docs/page.md:
 // model download and load, automatic segmentation, the same again from cached embeddings, one box,
 // and one teach-mode epoch of a linear and an AutoSAM head.
-// Usage: node timings.mjs DIST_DIR VOLUME.nii.gz cpu|webgpu   (labels in VOLUME_gt.nii.gz)
+// Usage: node timings.mjs DIST_DIR VOLUME.nii.gz cpu|webgpu [WORKERS]   (labels in VOLUME_gt.nii.gz;
+// WORKERS caps the page's pool of encoder workers)
 // With webgpu on a machine without a GPU, Chromium's adapter is SwiftShader.
 import { resolve } from "node:path";
 import { serve, launch } from "./harness.mjs";
 
 const [dist, volumePath] = process.argv.slice(2, 4).map((p) => resolve(p));
 const backend = process.argv[4] || "cpu";
+const workers = process.argv[5] ? `&workers=${process.argv[5]}` : "";
 const server = await serve(dist);
 const origin = server.origin;
 const browser = await launch({ swiftshader: false });
@@ -28,7 +30,7 @@ async function stage(name, start, until) {
   if (text.startsWith("error")) process.exitCode = 1;
 }
 
-await page.goto(`${origin}/?backend=${backend}`);
+await page.goto(`${origin}/?backend=${backend}${workers}`);
 await page.waitForFunction(() => document.getElementById("backend").textContent !== "", null, { timeout: 120000 });
 console.log(`backend: ${await page.locator("#backend").textContent()}\n`);
 console.log("| stage | wall | status |\n|---|---:|---|");
