@@ -16,6 +16,7 @@ pub mod cardiac;
 pub mod error;
 #[cfg(feature = "model")]
 pub mod heads;
+pub mod labelled;
 pub mod metrics;
 #[cfg(feature = "model")]
 pub mod model;

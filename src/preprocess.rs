@@ -128,6 +128,24 @@ impl Letterbox {
         self.pad(&inner, 0.0).iter().map(|&v| v as u8).collect()
     }
 
+    /// Class logits on the encoder grid, [K, S, S], to a label map at the slice's own size: each
+    /// class's scores back through the letterbox, then the argmax.
+    pub fn labels_from_class_logits(&self, logits: &[f32], classes: usize) -> Vec<u8> {
+        let grid = self.size * self.size;
+        let mut best = vec![f32::NEG_INFINITY; self.height * self.width];
+        let mut labels = vec![0u8; best.len()];
+        for (k, scores) in logits.chunks_exact(grid).take(classes).enumerate() {
+            let back = self.scores_to_slice(scores);
+            for ((b, l), &s) in best.iter_mut().zip(labels.iter_mut()).zip(&back) {
+                if s > *b {
+                    *b = s;
+                    *l = k as u8;
+                }
+            }
+        }
+        labels
+    }
+
     /// An encoder-grid score map (logits or probabilities) -> the slice's own size: crop the
     /// padding, bilinear back (PyTorch's `interpolate(..., align_corners=False)`).
     pub fn scores_to_slice(&self, scores: &[f32]) -> Vec<f32> {

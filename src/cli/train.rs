@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use autosam::cache::{self, VolumeEmbeddings};
 use autosam::heads::store::{self, HeadInfo, cardiac_classes};
-use autosam::heads::{Head, HeadKind, Segmenter, labels_from_class_logits};
+use autosam::heads::{Head, HeadKind, Segmenter};
 use autosam::metrics::dice;
 use autosam::model::format::Precision;
 use autosam::model::{Sam, Weights};
@@ -171,7 +171,7 @@ impl Case {
                 .try_to_vec::<f32>()
                 .map_err(|e| format!("{e:?}"))?;
             for l in logits.chunks_exact(logits.len() / chunk.len()) {
-                let labels = labels_from_class_logits(l, model.classes(), &p.letterbox);
+                let labels = p.letterbox.labels_from_class_logits(l, model.classes());
                 put_label_slice(&mut pred, p.dims, p.axis, z, &labels);
                 z += 1;
             }

@@ -158,25 +158,3 @@ impl Segmenter for Head {
         self.forward(input, dense_pe)
     }
 }
-
-/// Class logits on the encoder grid, [K, S, S], to a label map at the slice's own size: each
-/// class's scores back through the letterbox (crop the padding, bilinear), then the argmax.
-pub fn labels_from_class_logits(
-    logits: &[f32],
-    classes: usize,
-    letterbox: &crate::preprocess::Letterbox,
-) -> Vec<u8> {
-    let grid = letterbox.size * letterbox.size;
-    let mut best = vec![f32::NEG_INFINITY; letterbox.height * letterbox.width];
-    let mut labels = vec![0u8; best.len()];
-    for (k, scores) in logits.chunks_exact(grid).take(classes).enumerate() {
-        let back = letterbox.scores_to_slice(scores);
-        for ((b, l), &s) in best.iter_mut().zip(labels.iter_mut()).zip(&back) {
-            if s > *b {
-                *b = s;
-                *l = k as u8;
-            }
-        }
-    }
-    labels
-}
