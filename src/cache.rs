@@ -2,14 +2,13 @@
 //! the same values to 1e-3), and keyed by the SHA-256 of the volume file's bytes and the encoder,
 //! so a second run (or session) does not re-encode.
 
-use half::f16;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
+use crate::container::{f16_bytes, hex, to_f32};
 use crate::error::{Error, Result};
 use crate::model::Sam;
-use crate::model::format::hex;
 use crate::pipeline::PreparedVolume;
 
 /// A volume's slice embeddings, [C, H, W] each.
@@ -47,12 +46,7 @@ pub fn encode_volume(sam: &Sam, prepared: &PreparedVolume) -> VolumeEmbeddings {
 impl VolumeEmbeddings {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let n = self.slices.len();
-        let bytes: Vec<u8> = self
-            .slices
-            .iter()
-            .flatten()
-            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-            .collect();
+        let bytes = f16_bytes(&self.slices.concat());
         let [c, h, w] = self.shape;
         let view = TensorView::new(Dtype::F16, vec![n, c, h, w], &bytes)
             .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -79,11 +73,7 @@ impl VolumeEmbeddings {
         if t.dtype() != Dtype::F16 {
             return Err(bad("not f16".into()));
         }
-        let values: Vec<f32> = t
-            .data()
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect();
+        let values = to_f32(Dtype::F16, t.data())?;
         Ok(Self {
             shape: [c, h, w],
             slices: values

@@ -13,6 +13,8 @@ pub mod baselines;
 #[cfg(feature = "model")]
 pub mod cache;
 pub mod cardiac;
+#[cfg(feature = "model")]
+pub mod container;
 pub mod error;
 #[cfg(feature = "model")]
 pub mod heads;

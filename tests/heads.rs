@@ -6,9 +6,9 @@
 
 mod common;
 
+use autosam::container::Precision;
 use autosam::heads::store::{self, HeadInfo, cardiac_classes};
 use autosam::heads::{Head, HeadKind};
-use autosam::model::format::Precision;
 use autosam::model::{HostTensor, Weights};
 use burn::tensor::{Tensor, TensorData};
 

@@ -1,7 +1,8 @@
 //! The page's weights file: round trips at each precision, and every way a file can be wrong is
 //! refused with a message that says so.
 
-use autosam::model::format::{self, INT8_BLOCK, Precision, dequantize_int8, quantize_int8};
+use autosam::container::{INT8_BLOCK, Precision, dequantize_int8, quantize_int8};
+use autosam::model::format;
 use autosam::model::{HostTensor, Sam, SamConfig, Weights};
 
 fn sample() -> Weights {

@@ -13,9 +13,10 @@ mod quant_report;
 mod train;
 
 use autosam::backend;
+use autosam::container::Precision;
 use autosam::heads::HeadKind;
 use autosam::model::checkpoint;
-use autosam::model::format::{self, Precision};
+use autosam::model::format;
 use autosam::model::{Sam, SamConfig, Weights};
 use autosam::nii::{self, ReadLimits, ReadOptions};
 use autosam::phantom;

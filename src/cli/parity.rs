@@ -5,9 +5,9 @@
 use std::cmp::Ordering;
 use std::path::Path;
 
+use autosam::container::Precision;
 use autosam::heads::AutoSamHead;
 use autosam::model::checkpoint::{self, read_safetensors};
-use autosam::model::format::Precision;
 use autosam::model::image_encoder::{ImageEncoderViT, ViTConfig};
 use autosam::model::tiny_vit::TinyViT;
 use autosam::model::{EncoderConfig, Sam, Weights};

@@ -4,8 +4,9 @@
 use std::path::Path;
 use std::time::Instant;
 
+use autosam::container::Precision;
 use autosam::metrics::{dice, mean};
-use autosam::model::format::{self, Precision};
+use autosam::model::format;
 use autosam::model::{Sam, SamConfig, Weights};
 use autosam::pipeline::{PreparedVolume, label_slice, put_label_slice};
 use autosam::segment::{boxes_from_labels, segment_boxes};

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use autosam::cache::{self, VolumeEmbeddings};
+use autosam::container::Precision;
 use autosam::heads::store::{self, HeadInfo, cardiac_classes};
 use autosam::heads::{Head, HeadKind, Segmenter};
 use autosam::metrics::dice;
-use autosam::model::format::Precision;
 use autosam::model::{Sam, Weights};
 use autosam::pipeline::{PreparedVolume, label_slice, put_label_slice};
 use autosam::train::{Progress, Sample, TrainConfig, fit, inputs, shuffle};

@@ -8,8 +8,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::{Head, HeadKind};
+use crate::container::{self, Precision};
 use crate::error::{Error, Result};
-use crate::model::format::{self, Precision};
 use crate::model::{HostTensor, Weights};
 
 pub const HEAD_FORMAT: &str = "autosam-head/1";
@@ -167,7 +167,7 @@ pub fn save(head: &Head, info: &HeadInfo, precision: Precision) -> Result<Vec<u8
 /// A head file from parameters already on the host ([`params`] read back).
 pub fn write(weights: &Weights, info: &HeadInfo, precision: Precision) -> Result<Vec<u8>> {
     let json = serde_json::to_string(info).expect("head info serialises");
-    format::write_file(weights, HEAD_FORMAT, &[("head", json)], precision)
+    container::write(weights, HEAD_FORMAT, &[("head", json)], precision)
 }
 
 /// A head file as a head on `device` with its info. `sam_weights` are the encoder's file, whose
@@ -199,7 +199,7 @@ pub fn load(
 
 /// The info and tensors of a head file; [`load`] builds the head.
 pub fn read(bytes: &[u8]) -> Result<(HeadInfo, Weights)> {
-    let file = format::read_file(
+    let file = container::read(
         bytes,
         HEAD_FORMAT,
         "an autosam head file",

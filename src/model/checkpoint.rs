@@ -1,49 +1,15 @@
 //! Upstream checkpoints in: PyTorch `.pth` (native only) and plain safetensors, to a state dict in
 //! inference form (BatchNorms folded, unused branches dropped) with its detected configuration.
 
-use half::{bf16, f16};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 
 use super::sam::{SamConfig, unused_key};
 use super::weights::{HostTensor, Weights};
+use crate::container::to_f32;
 use crate::error::{Error, Result};
 
 /// BatchNorm2d's default epsilon, which TinyViT's Conv2d_BN keeps.
 const BN_EPS: f32 = 1e-5;
-
-/// Widens little-endian element bytes to f32.
-pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
-    let v = match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
-            .collect(),
-        Dtype::U8 | Dtype::BOOL => bytes.iter().map(|&b| f32::from(b)).collect(),
-        Dtype::I8 => bytes.iter().map(|&b| f32::from(b as i8)).collect(),
-        Dtype::I64 => bytes
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
-            .collect(),
-        other => {
-            return Err(Error::Weights(format!(
-                "tensors of type {other:?} are not supported"
-            )));
-        }
-    };
-    Ok(v)
-}
 
 /// Every tensor of a safetensors file as f32 (fixtures, and SAM checkpoints saved that way).
 pub fn read_safetensors(bytes: &[u8]) -> Result<Weights> {
@@ -62,6 +28,7 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<Weights> {
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub fn read_pth(path: &std::path::Path) -> Result<Weights> {
     use pytorch_reader::{DType, PytorchReader};
+    use safetensors::Dtype;
     let open = |key: Option<&str>| match key {
         Some(k) => PytorchReader::with_top_level_key(path, k),
         None => PytorchReader::new(path),
@@ -114,8 +81,10 @@ pub fn prepare(mut w: Weights) -> Result<(SamConfig, Weights)> {
 /// of our converted files, whose precision is returned; upstream files are f32). Errors do not
 /// repeat the path; callers name the file once.
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
-pub fn load_path(path: &std::path::Path) -> Result<(SamConfig, Weights, super::format::Precision)> {
-    use super::format::Precision;
+pub fn load_path(
+    path: &std::path::Path,
+) -> Result<(SamConfig, Weights, crate::container::Precision)> {
+    use crate::container::Precision;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

@@ -10,9 +10,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::{read, webgpu_device};
+use crate::container::Precision;
 use crate::heads::Head;
 use crate::heads::store::{self, HeadInfo};
-use crate::model::format::Precision;
 use crate::model::{HostTensor, Sam, Weights, format};
 
 /// A head with what travels with it.

@@ -12,15 +12,7 @@ pub fn fixture_tensor(name: &str) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let t = st.tensor(name).unwrap();
-    match t.dtype() {
-        safetensors::Dtype::F32 => t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        safetensors::Dtype::U8 => t.data().iter().map(|&b| b as f32).collect(),
-        other => panic!("unexpected dtype {other:?}"),
-    }
+    autosam::container::to_f32(t.dtype(), t.data()).unwrap()
 }
 
 /// Says that a test's input (data, weights, an adapter) is absent, so the test skips. Skipping
