@@ -10,6 +10,8 @@ pub mod augment;
 pub mod backend;
 #[cfg(feature = "model")]
 pub mod baselines;
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+pub mod bench;
 #[cfg(feature = "model")]
 pub mod cache;
 pub mod cardiac;
@@ -23,11 +25,15 @@ pub mod metrics;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod nii;
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+pub mod parity;
 pub mod phantom;
 pub mod pipeline;
 pub mod preprocess;
 #[cfg(feature = "model")]
 pub mod segment;
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+pub mod study;
 #[cfg(feature = "model")]
 pub mod train;
 pub mod volume;

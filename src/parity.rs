@@ -1,20 +1,23 @@
-//! `autosam parity DIR`: our modules against the upstream PyTorch outputs stored as fixtures
+//! Parity (`autosam parity DIR`): our modules against the upstream PyTorch outputs stored as fixtures
 //! (format: ../shared/fixtures/README.md). Any fixture set of that format works; checks whose
 //! file or tensor is absent are skipped and say so.
 
 use std::cmp::Ordering;
 use std::path::Path;
 
-use autosam::container::Precision;
-use autosam::heads::AutoSamHead;
-use autosam::model::checkpoint::{self, read_safetensors};
-use autosam::model::image_encoder::{ImageEncoderViT, ViTConfig};
-use autosam::model::tiny_vit::TinyViT;
-use autosam::model::{EncoderConfig, Sam, Weights};
-use autosam::preprocess::Letterbox;
-use autosam::segment::{ClassBox, labels_from_logits};
-use autosam::volume::Slice;
+use crate::container::Precision;
+use crate::heads::AutoSamHead;
+use crate::model::checkpoint::{self, read_safetensors};
+use crate::model::image_encoder::{ImageEncoderViT, ViTConfig};
+use crate::model::tiny_vit::TinyViT;
+use crate::model::{EncoderConfig, Sam, Weights};
+use crate::preprocess::Letterbox;
+use crate::segment::{ClassBox, labels_from_logits};
+use crate::volume::Slice;
 use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::study::data::at;
 
 /// Relative tolerances (max |ours - ref| / max |ref|) per weights precision. The f16 and int8
 /// figures are what those roundings cost on the reference slice, with headroom; see
@@ -83,17 +86,17 @@ struct LiteMedSam {
 }
 
 impl LiteMedSam {
-    fn load(weights: &Path, device: &Device) -> Result<Self, String> {
-        let (config, state, precision) = super::load_weights_with_precision(weights)?;
+    fn load(weights: &Path, device: &Device) -> Result<Self> {
+        let (config, state, precision) =
+            crate::model::checkpoint::load_path(weights).map_err(|e| at(weights, e))?;
         if config.model_id != "litemedsam" {
-            return Err(format!(
+            return Err(Error::Invalid(format!(
                 "{}: holds {}, the slice fixtures need LiteMedSAM",
                 weights.display(),
                 config.model_id
-            ));
+            )));
         }
-        let sam =
-            Sam::load(&state, config, device).map_err(|e| format!("{}: {e}", weights.display()))?;
+        let sam = Sam::load(&state, config, device).map_err(|e| at(weights, e))?;
         println!("LiteMedSAM weights: {} ({precision})", weights.display());
         Ok(Self {
             sam,
@@ -109,10 +112,10 @@ fn slice_checks(
     model: &LiteMedSam,
     device: &Device,
     save: Option<&Path>,
-) -> Result<(), String> {
+) -> Result<()> {
     let (sam, precision) = (&model.sam, model.precision);
     let tol = Some(tolerance(precision));
-    let get = |n: &str| fx.get(n).map_err(|e| e.to_string());
+    let get = |n: &str| fx.get(n).map_err(|e| Error::Invalid(e.to_string()));
     let size = sam.input_size();
 
     // Preprocessing, then the encoder stage by stage.
@@ -131,7 +134,7 @@ fn slice_checks(
     let EncoderConfig::TinyVit(_) = &sam.config.encoder else {
         unreachable!("checked to be LiteMedSAM")
     };
-    let autosam::model::sam::ImageEncoder::TinyVit(encoder) = &sam.image_encoder else {
+    let crate::model::sam::ImageEncoder::TinyVit(encoder) = &sam.image_encoder else {
         unreachable!()
     };
     let x = Tensor::from_data(TensorData::new(input, [1, 3, size, size]), device);
@@ -218,7 +221,7 @@ fn slice_checks(
         let boxes = [ClassBox { class: 1, xyxy: b }];
         let mask = labels_from_logits(&logits, &letterbox, &boxes);
         let want: Vec<u8> = reference.data.iter().map(|&v| v as u8).collect();
-        let dice = autosam::metrics::dice(&mask, &want, 1).unwrap_or(1.0);
+        let dice = crate::metrics::dice(&mask, &want, 1).unwrap_or(1.0);
         let min = if precision == Precision::F32 {
             0.99
         } else {
@@ -244,28 +247,22 @@ fn reference_losses(
     embedding: &[f32],
     box_logits: &[f32],
     device: &Device,
-) -> Result<Vec<f32>, String> {
-    let sample = autosam::train::reference_sample(embedding, box_logits);
-    let losses = autosam::train::reference_run(
+) -> Result<Vec<f32>> {
+    let sample = crate::train::reference_sample(embedding, box_logits);
+    let losses = crate::train::reference_run(
         &model.state,
         &sample,
         &model.sam.prompt_encoder.dense_pe(),
         4,
         3,
         device,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok(losses.into_iter().map(|l| l.into_scalar::<f32>()).collect())
 }
 
 /// Our embedding, box logits and reference training losses, for the browser test to compare
 /// against (the first two with the fixture's names and shapes).
-fn save_outputs(
-    path: &Path,
-    embedding: &[f32],
-    logits: &[f32],
-    losses: &[f32],
-) -> Result<(), String> {
+fn save_outputs(path: &Path, embedding: &[f32], logits: &[f32], losses: &[f32]) -> Result<()> {
     use safetensors::tensor::TensorView;
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let (e, l, t) = (bytes(embedding), bytes(logits), bytes(losses));
@@ -284,10 +281,10 @@ fn save_outputs(
         ),
     ]
     .into_iter()
-    .map(|(n, v)| v.map(|v| (n, v)).map_err(|e| e.to_string()))
-    .collect::<Result<Vec<_>, String>>()?;
-    let out = safetensors::serialize(views, None).map_err(|e| e.to_string())?;
-    std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))
+    .map(|(n, v)| v.map(|v| (n, v)).map_err(|e| Error::Invalid(e.to_string())))
+    .collect::<Result<Vec<_>>>()?;
+    let out = safetensors::serialize(views, None).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(path, out).map_err(|e| at(path, e))
 }
 
 /// Per-stage mean, mean |x| and first 16 values, then the embedding.
@@ -327,12 +324,12 @@ fn stage_checks(
     embedding
 }
 
-fn vit_checks(report: &mut Report, dir: &Path, device: &Device) -> Result<(), String> {
+fn vit_checks(report: &mut Report, dir: &Path, device: &Device) -> Result<()> {
     let fx_path = dir.join("sam_vit_small_random.safetensors");
     let pth = dir.join("sam_vit_small_random.pth");
-    let bytes = std::fs::read(&fx_path).map_err(|e| format!("{}: {e}", fx_path.display()))?;
-    let fx = read_safetensors(&bytes).map_err(|e| e.to_string())?;
-    let get = |n: &str| fx.get(n).map_err(|e| e.to_string());
+    let bytes = std::fs::read(&fx_path).map_err(|e| at(&fx_path, e))?;
+    let fx = read_safetensors(&bytes)?;
+    let get = |n: &str| fx.get(n).map_err(|e| Error::Invalid(e.to_string()));
     let c: Vec<usize> = get("config")?.data.iter().map(|&v| v as usize).collect();
     let [
         img_size,
@@ -344,7 +341,7 @@ fn vit_checks(report: &mut Report, dir: &Path, device: &Device) -> Result<(), St
         out_chans,
     ] = c[..]
     else {
-        return Err("`config` must hold 7 values".into());
+        return Err(Error::Invalid("`config` must hold 7 values".into()));
     };
     let config = ViTConfig {
         img_size,
@@ -360,8 +357,8 @@ fn vit_checks(report: &mut Report, dir: &Path, device: &Device) -> Result<(), St
             .map(|&v| v as usize)
             .collect(),
     };
-    let state = checkpoint::read_pth(&pth).map_err(|e| format!("{}: {e}", pth.display()))?;
-    let (detected, state) = checkpoint::prepare(state).map_err(|e| e.to_string())?;
+    let state = checkpoint::read_pth(&pth).map_err(|e| at(&pth, e))?;
+    let (detected, state) = checkpoint::prepare(state)?;
     let inferred = match &detected.encoder {
         EncoderConfig::Vit(v) => v == &config,
         EncoderConfig::TinyVit(_) => false,
@@ -373,8 +370,7 @@ fn vit_checks(report: &mut Report, dir: &Path, device: &Device) -> Result<(), St
     if !inferred {
         report.failed += 1;
     }
-    let encoder = ImageEncoderViT::load(&state.scoped("image_encoder."), &config, device)
-        .map_err(|e| e.to_string())?;
+    let encoder = ImageEncoderViT::load(&state.scoped("image_encoder."), &config, device)?;
     let input = get("input")?.to_device::<4>(device);
     let out = read(encoder.forward(input));
     report.compare("vit.output", &out, &get("output")?.data, Some(1e-3));
@@ -388,21 +384,20 @@ fn autosam_head_check(
     slice_fx: Option<&Weights>,
     model: &LiteMedSam,
     device: &Device,
-) -> Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let fx = read_safetensors(&bytes).map_err(|e| e.to_string())?;
-    let get = |n: &str| fx.get(n).map_err(|e| format!("{}: {e}", path.display()));
+) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| at(path, e))?;
+    let fx = read_safetensors(&bytes)?;
+    let get = |n: &str| fx.get(n).map_err(|e| at(path, e));
     let iou = get("iou_token")?;
-    let head = AutoSamHead::from_decoder(&model.state, iou.shape[0], device)
-        .map_err(|e| e.to_string())?
+    let head = AutoSamHead::from_decoder(&model.state, iou.shape[0], device)?
         .with_tokens(iou.to_device(device), get("mask_tokens")?.to_device(device));
     // The committed copy leaves out the embedding, which is the slice fixture's.
     let embedding = match (fx.get("embedding"), slice_fx) {
         (Ok(e), _) => e,
         (Err(_), Some(slice)) => slice
             .get("embedding")
-            .map_err(|e| format!("litemedsam_slice.safetensors: {e}"))?,
-        (Err(e), None) => return Err(format!("{}: {e}", path.display())),
+            .map_err(|e| Error::Invalid(format!("litemedsam_slice.safetensors: {e}")))?,
+        (Err(e), None) => return Err(Error::Invalid(format!("{}: {e}", path.display()))),
     };
     let logits = read(head.forward(embedding.to_device(device), model.sam.dense_pe.clone()));
     report.compare(
@@ -414,7 +409,7 @@ fn autosam_head_check(
     Ok(())
 }
 
-pub fn run(dir: &Path, weights: &Path, device: &Device, save: Option<&Path>) -> Result<(), String> {
+pub fn run(dir: &Path, weights: &Path, device: &Device, save: Option<&Path>) -> Result<()> {
     let mut report = Report {
         rows: Vec::new(),
         failed: 0,
@@ -422,8 +417,8 @@ pub fn run(dir: &Path, weights: &Path, device: &Device, save: Option<&Path>) -> 
     let slice = dir.join("litemedsam_slice.safetensors");
     let head = dir.join("autosam_head.safetensors");
     let slice_fx = if slice.exists() {
-        let bytes = std::fs::read(&slice).map_err(|e| format!("{}: {e}", slice.display()))?;
-        Some(read_safetensors(&bytes).map_err(|e| e.to_string())?)
+        let bytes = std::fs::read(&slice).map_err(|e| at(&slice, e))?;
+        Some(read_safetensors(&bytes)?)
     } else {
         None
     };
@@ -453,7 +448,10 @@ pub fn run(dir: &Path, weights: &Path, device: &Device, save: Option<&Path>) -> 
         println!("{row}");
     }
     if report.failed > 0 {
-        return Err(format!("{} parity check(s) failed", report.failed));
+        return Err(Error::Invalid(format!(
+            "{} parity check(s) failed",
+            report.failed
+        )));
     }
     println!("all parity checks passed");
     Ok(())

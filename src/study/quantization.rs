@@ -1,17 +1,19 @@
-//! `autosam quant-report`: what f16 and int8 weights cost against f32, over every slice of the
+//! The quantization report (`autosam quant-report`): what f16 and int8 weights cost against f32, over every slice of the
 //! first N labelled volumes: embedding cosine similarity and the Dice between box masks.
 
 use std::path::Path;
 use std::time::Instant;
 
-use autosam::container::Precision;
-use autosam::metrics::{dice, mean};
-use autosam::model::format;
-use autosam::model::{Sam, SamConfig, Weights};
-use autosam::pipeline::{PreparedVolume, label_slice, put_label_slice};
-use autosam::segment::{boxes_from_labels, segment_boxes};
+use crate::container::Precision;
+use crate::metrics::{dice, mean};
+use crate::model::format;
+use crate::model::{Sam, SamConfig, Weights};
+use crate::pipeline::{PreparedVolume, label_slice, put_label_slice};
+use crate::segment::{boxes_from_labels, segment_boxes};
 
-use super::eval_box::{CLASSES, labelled_pairs, read_volume};
+use crate::error::Result;
+use crate::heads::store::cardiac_classes;
+use crate::study::data::{at, labelled_pairs, read_volume};
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
@@ -30,23 +32,25 @@ pub fn run(
     dir: &Path,
     volumes: usize,
     out: Option<&Path>,
-) -> Result<(), String> {
-    let device = autosam::backend::cpu();
+) -> Result<()> {
+    let device = crate::backend::cpu();
     let started = Instant::now();
     let mut models: Vec<(Precision, usize, Sam)> = Vec::new();
     for precision in Precision::ALL {
-        let bytes = format::write(weights, &config, precision).map_err(|e| e.to_string())?;
-        let sam = format::load_sam(&bytes, &device).map_err(|e| e.to_string())?;
+        let bytes = format::write(weights, &config, precision)?;
+        let sam = format::load_sam(&bytes, &device)?;
         models.push((precision, bytes.len(), sam));
     }
     let m = models.len();
+    let cardiac = cardiac_classes();
+    let names: Vec<&str> = cardiac.iter().skip(1).map(|c| c.name.as_str()).collect();
     // Per precision: embedding cosines against f32, and per class the 3-D Dice of its box-mask
     // volume against f32's and against the ground truth, one value per volume.
     let mut cosines: Vec<Vec<f64>> = vec![Vec::new(); m];
-    let mut vs_f32: Vec<Vec<Vec<Option<f64>>>> = vec![vec![Vec::new(); CLASSES.len()]; m];
-    let mut vs_truth: Vec<Vec<Vec<Option<f64>>>> = vec![vec![Vec::new(); CLASSES.len()]; m];
+    let mut vs_f32: Vec<Vec<Vec<Option<f64>>>> = vec![vec![Vec::new(); names.len()]; m];
+    let mut vs_truth: Vec<Vec<Vec<Option<f64>>>> = vec![vec![Vec::new(); names.len()]; m];
     let pairs: Vec<_> = labelled_pairs(dir)?.into_iter().take(volumes).collect();
-    let classes: Vec<u8> = CLASSES.iter().map(|c| c.0).collect();
+    let classes: Vec<u8> = (1..=names.len() as u8).collect();
     let mut slices = 0;
     for (name, image, gt) in &pairs {
         let image = read_volume(image)?;
@@ -78,7 +82,6 @@ pub fn run(
         }
         eprintln!("{name}: {} slices", prepared.slice_count());
     }
-    let names: Vec<&str> = CLASSES.iter().map(|c| c.1).collect();
     let mut table = format!(
         "LiteMedSAM weights at each precision against f32, over all {slices} slices of the first {} \
          labelled volumes in `{}` (`autosam quant-report --volumes {volumes}`). Box masks use the \
@@ -114,7 +117,7 @@ pub fn run(
     ));
     print!("{table}");
     if let Some(out) = out {
-        std::fs::write(out, &table).map_err(|e| format!("{}: {e}", out.display()))?;
+        std::fs::write(out, &table).map_err(|e| at(out, e))?;
     }
     Ok(())
 }

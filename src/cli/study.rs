@@ -1,0 +1,108 @@
+//! `autosam eval-box` and `autosam experiment`: SAM(box) on labelled volumes, and the paper's
+//! label-efficiency study (`autosam::study`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use autosam::error::Result;
+use autosam::study::data::{at, select};
+use autosam::study::experiment::{self, ExperimentArgs, Method, Plan, parse_k};
+use autosam::study::{load_model, score};
+
+/// SAM(box) on labelled volumes (NAME.nii.gz + NAME_gt.nii.gz): per-class 3-D Dice.
+#[derive(clap::Args)]
+pub struct EvalBox {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "weights/lite_medsam.pth")]
+    weights: PathBuf,
+    /// Comma-separated name prefixes (`patient041,patient042`); all pairs when absent.
+    #[arg(long)]
+    volumes: Option<String>,
+    /// Only the first N pairs (sorted by name).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also write the markdown table here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where slice embeddings are cached (by file hash and encoder), shared with `train`.
+    #[arg(long, default_value = "weights/embeddings")]
+    cache: PathBuf,
+}
+
+impl EvalBox {
+    pub fn run(self) -> Result<()> {
+        let (sam, _) = load_model(&self.weights)?;
+        let mut pairs = select(&self.data, self.volumes.as_deref())?;
+        pairs.truncate(self.limit.unwrap_or(pairs.len()));
+        let table = score::sam_box(&sam, &pairs, &self.cache, |row| eprintln!("{row}"))?;
+        print!("{table}");
+        if let Some(out) = &self.out {
+            std::fs::write(out, table).map_err(|e| at(out, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The label-efficiency study: every method at K = 1, 2, 4, 8 labelled patients, scored on
+/// held-out patients; writes NAME.csv, NAME.md and NAME.svg into --out.
+#[derive(clap::Args)]
+pub struct Experiment {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "docs")]
+    out: PathBuf,
+    /// File name stem of the outputs.
+    #[arg(long, default_value = "experiment")]
+    name: String,
+    /// The CI size: one patient to train on, one to test, two steps per method.
+    #[arg(long)]
+    quick: bool,
+    /// Mini-batches per training run (every method, every K); the plan's when absent.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Only these Ks, as K:draws (`1:2,8:1`); the plan's when absent.
+    #[arg(long, value_delimiter = ',', value_parser = parse_k)]
+    ks: Vec<(usize, usize)>,
+    /// Only these methods: sam-box, autosam, cnn, linear, autosam-aug, unet, unet-simclr.
+    #[arg(long, value_delimiter = ',')]
+    methods: Vec<Method>,
+    /// Keep the runs already in OUT/NAME.csv, skip them, and merge new ones in as each
+    /// finishes (two processes may resume one name side by side, given different runs:
+    /// a run that both start before either has written it is trained twice).
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value = "weights/lite_medsam.pth")]
+    weights: PathBuf,
+    #[arg(long, default_value = "weights/embeddings")]
+    cache: PathBuf,
+}
+
+impl Experiment {
+    pub fn run(self) -> Result<()> {
+        let started = Instant::now();
+        let (sam, weights) = load_model(&self.weights)?;
+        let mut plan = if self.quick {
+            Plan::quick()
+        } else {
+            Plan::full()
+        };
+        plan.steps = self.steps.unwrap_or(plan.steps);
+        plan.select(&self.ks, &self.methods);
+        let args = ExperimentArgs {
+            data: self.data,
+            out: self.out,
+            plan,
+            name: self.name,
+            cache: self.cache,
+            resume: self.resume,
+        };
+        let (here, all) = experiment::run(&sam, &weights, &args)?;
+        println!(
+            "wrote {}.{{csv,md,svg}} ({here} runs here, {all} in the file, wall time {:.1} min)",
+            args.out.join(&args.name).display(),
+            started.elapsed().as_secs_f64() / 60.0
+        );
+        Ok(())
+    }
+}

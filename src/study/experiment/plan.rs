@@ -1,0 +1,177 @@
+//! What an experiment runs: the methods and the plan (patients, Ks and draws, the step budget).
+
+use crate::baselines::simclr::PretrainConfig;
+use crate::error::{Error, Result};
+use crate::heads::HeadKind;
+
+/// A method of the study: SAM with boxes, a head on the frozen encoder, or a UNet baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// SAM with ground-truth boxes, no training.
+    SamBox,
+    Head(HeadKind),
+    /// The AutoSAM head with augmented views of its slices added.
+    AutoSamAug,
+    UNet,
+    UNetSimclr,
+}
+
+impl Method {
+    /// In the order methods run, and are listed and plotted.
+    pub const ALL: [Method; 7] = [
+        Self::SamBox,
+        Self::Head(HeadKind::AutoSam),
+        Self::Head(HeadKind::Cnn),
+        Self::Head(HeadKind::Linear),
+        Self::AutoSamAug,
+        Self::UNet,
+        Self::UNetSimclr,
+    ];
+
+    /// The name `--methods` takes.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::SamBox => "sam-box",
+            Self::Head(kind) => kind.as_str(),
+            Self::AutoSamAug => "autosam-aug",
+            Self::UNet => "unet",
+            Self::UNetSimclr => "unet-simclr",
+        }
+    }
+
+    /// The name tables, plots and the CSV use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SamBox => "SAM (box) zero-shot",
+            Self::Head(HeadKind::AutoSam) => "AutoSAM",
+            Self::Head(HeadKind::Cnn) => "CNN head",
+            Self::Head(HeadKind::Linear) => "linear head",
+            Self::AutoSamAug => "AutoSAM + aug. views",
+            Self::UNet => "UNet (scratch)",
+            Self::UNetSimclr => "UNet + SimCLR",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.label() == label)
+    }
+
+    /// Where it is listed.
+    pub fn rank(self) -> usize {
+        Self::ALL.iter().position(|m| *m == self).unwrap_or(0)
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|m| m.key() == s).ok_or_else(|| {
+            let keys: Vec<&str> = Self::ALL.iter().map(|m| m.key()).collect();
+            Error::Invalid(format!("unknown method `{s}`: use {}", keys.join(", ")))
+        })
+    }
+}
+
+/// How big a study: `full` for docs/, `quick` for CI.
+pub struct Plan {
+    /// Patients the labelled ones are drawn from.
+    pub pool: Vec<String>,
+    /// Held-out patients scored by every method.
+    pub test: Vec<String>,
+    /// Patients whose images (no labels) SimCLR pretrains on; never the test patients.
+    pub unlabelled: Vec<String>,
+    /// (K, draws)
+    pub ks: Vec<(usize, usize)>,
+    /// Mini-batches per training run, the same for every method and K.
+    pub steps: usize,
+    pub simclr: PretrainConfig,
+    /// Ks at which AutoSAM is also trained with augmented views added, and how many per slice.
+    pub aug_ks: Vec<usize>,
+    pub aug_views: usize,
+    /// The methods to run; all when empty. A converged run can then be made in parts (a few Ks
+    /// and methods at a time) and each part's rows read side by side.
+    pub methods: Vec<Method>,
+}
+
+fn patients(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
+    range.map(|i| format!("patient{i:03}")).collect()
+}
+
+impl Plan {
+    pub fn runs(&self, method: Method) -> bool {
+        self.methods.is_empty() || self.methods.contains(&method)
+    }
+
+    /// Keeps the Ks and methods named (`1:2,8:1` gives K and draws; an empty list keeps all).
+    pub fn select(&mut self, ks: &[(usize, usize)], methods: &[Method]) {
+        if !ks.is_empty() {
+            self.ks = ks.to_vec();
+        }
+        self.methods = methods.to_vec();
+    }
+
+    pub fn full() -> Self {
+        Self {
+            pool: patients(1..=20),
+            test: patients(45..=50),
+            unlabelled: patients(1..=40),
+            ks: vec![(1, 2), (2, 1), (4, 1), (8, 1)],
+            steps: 30,
+            simclr: PretrainConfig {
+                steps: 80,
+                ..PretrainConfig::default()
+            },
+            aug_ks: vec![1],
+            methods: Vec::new(),
+            aug_views: 2,
+        }
+    }
+
+    pub fn quick() -> Self {
+        Self {
+            pool: patients(1..=1),
+            test: patients(2..=2),
+            unlabelled: patients(1..=1),
+            ks: vec![(1, 1)],
+            steps: 2,
+            simclr: PretrainConfig {
+                steps: 2,
+                batch_size: 4,
+                view_size: 64,
+                ..PretrainConfig::default()
+            },
+            aug_ks: vec![1],
+            methods: Vec::new(),
+            aug_views: 1,
+        }
+    }
+}
+
+/// `K:draws` (or `K`, one draw), as `experiment --ks` takes them.
+pub fn parse_k(s: &str) -> Result<(usize, usize)> {
+    let bad = |why: String| Error::Invalid(format!("`{s}`: {why}"));
+    let (k, draws) = s.split_once(':').unwrap_or((s, "1"));
+    let n = |v: &str| v.trim().parse::<usize>().map_err(|e| bad(e.to_string()));
+    match (n(k)?, n(draws)?) {
+        (0, _) | (_, 0) => Err(bad("K and draws start at 1".into())),
+        pair => Ok(pair),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_read_back_from_their_keys_and_labels() {
+        for m in Method::ALL {
+            assert_eq!(m.key().parse::<Method>().unwrap(), m);
+            assert_eq!(Method::from_label(m.label()), Some(m));
+        }
+        assert!("resnet".parse::<Method>().is_err());
+        assert_eq!(parse_k("8").unwrap(), (8, 1));
+        assert_eq!(parse_k("1:3").unwrap(), (1, 3));
+        assert!(parse_k("0:2").is_err() && parse_k("x").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! Scoring: per-class 3-D Dice tables over volumes, SAM(box) per volume (the paper's protocol:
+//! per slice and class present in the ground truth, its tight box widened by 1 px), and a head
+//! over labelled volumes.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::Tensor;
+
+use super::data::{Case, Pair, select};
+use crate::error::Result;
+use crate::heads::Segmenter;
+use crate::heads::store::{ClassInfo, cardiac_classes};
+use crate::metrics::mean;
+use crate::model::Sam;
+use crate::pipeline::{PreparedVolume, label_slice, put_label_slice};
+use crate::segment::{boxes_from_labels, segment_boxes};
+
+/// A Dice value at four decimals, `-` when undefined.
+pub fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+/// Per class, the mean of its Dice over volumes.
+pub fn class_means(per_volume: &[Vec<Option<f64>>]) -> Vec<Option<f64>> {
+    let classes = per_volume.first().map_or(0, Vec::len);
+    (0..classes)
+        .map(|k| mean(per_volume.iter().map(|d| d[k])))
+        .collect()
+}
+
+/// Per-volume Dice rows and the mean over volumes, as a markdown table; `extra` columns (such as
+/// the slice count) come between the volume name and the classes.
+pub struct DiceTable {
+    names: Vec<String>,
+    extra: Vec<String>,
+    per_class: Vec<Vec<Option<f64>>>,
+}
+
+impl DiceTable {
+    pub fn new(names: &[&str], extra: &[&str]) -> Self {
+        Self {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            per_class: vec![Vec::new(); names.len()],
+        }
+    }
+
+    /// For the foreground classes of `classes` (background first).
+    pub fn for_classes(classes: &[ClassInfo], extra: &[&str]) -> Self {
+        let names: Vec<&str> = classes.iter().skip(1).map(|c| c.name.as_str()).collect();
+        Self::new(&names, extra)
+    }
+
+    pub fn header(&self) -> String {
+        let lead: String = self.extra.iter().map(|e| format!(" {e} |")).collect();
+        format!(
+            "| volume |{lead} {} | mean |\n|---|{}{}---:|\n",
+            self.names.join(" | "),
+            "---:|".repeat(self.extra.len()),
+            "---:|".repeat(self.names.len())
+        )
+    }
+
+    fn line(name: &str, extra: &[String], scores: &[Option<f64>]) -> String {
+        let lead: String = extra.iter().map(|e| format!(" {e} |")).collect();
+        let cells: Vec<String> = scores.iter().map(|s| fmt(*s)).collect();
+        format!(
+            "| {name} |{lead} {} | {} |",
+            cells.join(" | "),
+            fmt(mean(scores.iter().copied()))
+        )
+    }
+
+    /// One volume's row (per-class Dice, then their mean), remembered for the mean row.
+    pub fn row(&mut self, name: &str, extra: &[String], scores: &[Option<f64>]) -> String {
+        for (all, s) in self.per_class.iter_mut().zip(scores) {
+            all.push(*s);
+        }
+        Self::line(name, extra, scores)
+    }
+
+    /// The mean over volumes, per class and overall.
+    pub fn mean_row(&self, extra: &[String]) -> String {
+        let volumes = self.per_class.first().map_or(0, Vec::len);
+        let means: Vec<Option<f64>> = self
+            .per_class
+            .iter()
+            .map(|v| mean(v.iter().copied()))
+            .collect();
+        Self::line(&format!("**mean of {volumes} volumes**"), extra, &means)
+    }
+}
+
+/// SAM(box) on one labelled volume (the cardiac classes): the predicted label volume.
+/// `embedding` gives slice z's embedding (encoded now, or from the cache).
+pub fn box_segment_volume(
+    sam: &Sam,
+    prepared: &PreparedVolume,
+    truth: &[u8],
+    mut embedding: impl FnMut(usize) -> Tensor<4>,
+) -> Vec<u8> {
+    let lb = prepared.letterbox;
+    let mut pred = vec![0u8; truth.len()];
+    let classes: Vec<u8> = (1..cardiac_classes().len() as u8).collect();
+    for z in 0..prepared.slice_count() {
+        let gt = label_slice(truth, prepared.dims, prepared.axis, z);
+        let boxes = boxes_from_labels(&gt, lb.height, lb.width, &classes, 1);
+        if boxes.is_empty() {
+            continue;
+        }
+        let labels = segment_boxes(sam, embedding(z), &lb, &boxes);
+        put_label_slice(&mut pred, prepared.dims, prepared.axis, z, &labels);
+    }
+    pred
+}
+
+/// SAM(box) on labelled pairs, reading slice embeddings through the cache in `cache_dir`:
+/// the markdown table (a row per volume, then the mean) and a line of timing. `on_row` sees
+/// each row as it is made.
+pub fn sam_box(
+    sam: &Sam,
+    pairs: &[Pair],
+    cache_dir: &Path,
+    mut on_row: impl FnMut(&str),
+) -> Result<String> {
+    let started = Instant::now();
+    let classes = cardiac_classes();
+    let mut dice_table = DiceTable::for_classes(&classes, &["slices"]);
+    let mut table = dice_table.header();
+    let mut slices = 0;
+    for pair in pairs {
+        let t = Instant::now();
+        let case = Case::load(sam, pair, cache_dir)?;
+        let pred = box_segment_volume(sam, &case.prepared, &case.truth, |z| {
+            case.embeddings.slice(z, &sam.device)
+        });
+        let scores = case.dice(&pred, classes.len());
+        let count = case.prepared.slice_count();
+        slices += count;
+        let row = dice_table.row(&case.name, &[count.to_string()], &scores);
+        on_row(&format!("{row} {:.1} s", t.elapsed().as_secs_f64()));
+        table.push_str(&row);
+        table.push('\n');
+    }
+    table.push_str(&dice_table.mean_row(&[slices.to_string()]));
+    table.push('\n');
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(format!(
+        "{table}\n{} volumes, {slices} slices in {elapsed:.0} s ({:.2} s per slice, encoder and decoder).\n",
+        pairs.len(),
+        elapsed / slices.max(1) as f64
+    ))
+}
+
+/// A head's per-class 3-D Dice on the labelled volumes of `data` chosen by `volumes`: the
+/// markdown table, each row also handed to `on_row` as it is made.
+pub fn head_table<M: Segmenter>(
+    sam: &Sam,
+    head: &M,
+    classes: &[ClassInfo],
+    data: &Path,
+    volumes: Option<&str>,
+    cache_dir: &Path,
+    mut on_row: impl FnMut(&str),
+) -> Result<String> {
+    let pairs = select(data, volumes)?;
+    let pe = sam
+        .prompt_encoder
+        .dense_pe()
+        .to_device::<4>(&crate::backend::cpu());
+    let mut table = DiceTable::for_classes(classes, &[]);
+    let mut out = table.header();
+    on_row(out.trim_end());
+    for pair in &pairs {
+        let case = Case::load(sam, pair, cache_dir)?;
+        let pred = case.segment(head, false, &pe)?;
+        let row = table.row(&case.name, &[], &case.dice(&pred, head.classes()));
+        on_row(&row);
+        out.push_str(&row);
+        out.push('\n');
+    }
+    let mean = table.mean_row(&[]);
+    on_row(&mean);
+    out.push_str(&mean);
+    out.push('\n');
+    Ok(out)
+}
