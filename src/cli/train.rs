@@ -23,7 +23,7 @@ pub struct Train {
     head: HeadKind,
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     epochs: usize,
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     batch_size: usize,
