@@ -10,7 +10,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
     keep_freed_memory();
+    default_device_is_the_cpu();
     cli::main()
+}
+
+/// burn builds some state on its default device without asking (Adam's moments read back from a
+/// training checkpoint); with the wgpu feature compiled in, that would start a GPU (or lavapipe)
+/// beside the CPU backend every command computes on. `BURN_DEVICE` set by the caller wins.
+#[cfg(not(target_arch = "wasm32"))]
+fn default_device_is_the_cpu() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: no other thread exists yet to read the environment.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
 }
 
 /// The CPU backend frees and reallocates tens of MB per op. With mimalloc's defaults those pages

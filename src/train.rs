@@ -2,7 +2,7 @@
 //! classes, Adam, mini-batches. One step at a time (`Trainer::step` returns the loss as a
 //! tensor), so the page can read results back asynchronously between steps.
 
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -64,7 +64,8 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
-            epochs: 20,
+            // The paper's budget.
+            epochs: 120,
             batch_size: 4,
             lr: 5e-4,
             schedule: Schedule::Constant,
@@ -75,7 +76,7 @@ impl Default for TrainConfig {
 }
 
 /// What the page draws after each epoch.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     pub epoch: usize,
     pub loss: f64,
@@ -223,6 +224,18 @@ impl<M: Segmenter> Trainer<M> {
         self.lr = lr;
     }
 
+    /// Adam's moments, keyed by parameter id.
+    pub fn optimizer_record(&self) -> OptimizerRecord {
+        self.optim.to_record()
+    }
+
+    /// Continues with the moments a checkpoint kept (the model must carry the same parameter
+    /// ids: `heads::store::with_param_ids`).
+    pub fn load_optimizer(&mut self, record: OptimizerRecord) {
+        let optim = std::mem::replace(&mut self.optim, AdamConfig::new().init());
+        self.optim = optim.load_record(record);
+    }
+
     /// One optimiser step on a mini-batch; returns the loss before the step.
     pub fn step(&mut self, batch: &[&Sample]) -> Tensor<1> {
         let input = inputs(batch, &self.device);
@@ -285,6 +298,36 @@ pub fn score_batch(batch: &[Sample], pred: &[u8], classes: usize, scores: &mut V
     }
 }
 
+/// Where a run stands after an epoch, as `fit_from` reports it.
+pub struct Snapshot<'a, M: Segmenter> {
+    /// Every epoch's figures so far; the last is this one's.
+    pub history: &'a [Progress],
+    /// The model as it stands (not the best so far).
+    pub model: &'a M,
+    /// Mini-batches done.
+    pub step: usize,
+    /// The best validation Dice so far (the model `fit` would return).
+    pub best_val: Option<f64>,
+    trainer: &'a Trainer<M>,
+}
+
+impl<M: Segmenter> Snapshot<'_, M> {
+    /// Adam's state, to continue the run later ([`Resume`]).
+    pub fn optimizer(&self) -> OptimizerRecord {
+        self.trainer.optimizer_record()
+    }
+}
+
+/// A run stopped after an epoch, to go on from: `model` (given to `fit_from`) is its model then,
+/// with the parameter ids its optimizer state is keyed by.
+pub struct Resume<M> {
+    pub step: usize,
+    pub history: Vec<Progress>,
+    /// The best validation Dice so far and its model.
+    pub best: Option<(f64, M)>,
+    pub optimizer: OptimizerRecord,
+}
+
 /// Trains `model` (on an autodiff device) for `cfg.epochs` passes over `train`, or for exactly
 /// `cfg.steps` mini-batches when set, reporting after each epoch (and after the last step) with
 /// the figures so far (that epoch's last) and the model as it stands. Returns the model of the
@@ -299,6 +342,25 @@ pub fn fit<M: Segmenter>(
     device: &Device,
     mut progress: impl FnMut(&[Progress], &M),
 ) -> (M, Vec<Progress>) {
+    fit_from(model, train, val, cfg, dense_pe, device, None, |s| {
+        progress(s.history, s.model)
+    })
+}
+
+/// [`fit`], continuing a stopped run when `resume` is given: the same mini-batches, learning
+/// rates and optimizer state follow as if it had not stopped. Each epoch's [`Snapshot`] holds
+/// what a checkpoint needs.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_from<M: Segmenter>(
+    model: M,
+    train: &[Sample],
+    val: &[Sample],
+    cfg: &TrainConfig,
+    dense_pe: &HostTensor,
+    device: &Device,
+    resume: Option<Resume<M>>,
+    mut progress: impl FnMut(&Snapshot<M>),
+) -> (M, Vec<Progress>) {
     let mut trainer = Trainer::new(model, dense_pe, cfg.lr, device);
     let plain_pe = dense_pe.to_device::<4>(&device.clone().inner());
     let mut batches = Batches::new(train.len(), cfg.batch_size, cfg.seed);
@@ -306,7 +368,16 @@ pub fn fit<M: Segmenter>(
     let total = cfg.steps.unwrap_or(cfg.epochs * per_epoch);
     let (mut history, mut losses) = (Vec::new(), Vec::new());
     let mut best: Option<(f64, M)> = None;
-    for step in 0..total {
+    let mut first = 0;
+    if let Some(r) = resume {
+        trainer.load_optimizer(r.optimizer);
+        // The batch order is a function of the seed and the epoch: replay it to where it was.
+        for _ in 0..r.step {
+            batches.next_batch();
+        }
+        (first, history, best) = (r.step, r.history, r.best);
+    }
+    for step in first..total {
         trainer.set_lr(cfg.schedule.lr(cfg.lr, step, total));
         let (indices, epoch, at) = batches.next_batch();
         let chunk: Vec<&Sample> = indices.iter().map(|&i| &train[i]).collect();
@@ -321,14 +392,19 @@ pub fn fit<M: Segmenter>(
             if improved {
                 best = val_dice.map(|d| (d, trainer.model().clone()));
             }
-            let p = Progress {
+            history.push(Progress {
                 epoch,
                 loss: losses.iter().sum::<f64>() / losses.len() as f64,
                 val_dice,
                 best: improved,
-            };
-            history.push(p);
-            progress(&history, trainer.model());
+            });
+            progress(&Snapshot {
+                history: &history,
+                model: trainer.model(),
+                step: step + 1,
+                best_val: best.as_ref().map(|b| b.0),
+                trainer: &trainer,
+            });
             losses.clear();
         }
     }

@@ -1,10 +1,13 @@
 //! The training step on a toy problem: the loss is what it should be at known logits, and a few
 //! Adam steps lower it.
 
-use autosam::heads::{CnnHead, Head};
-use autosam::model::HostTensor;
+use autosam::container::Precision;
+use autosam::heads::store::{self, ClassInfo, HeadInfo};
+use autosam::heads::{CnnHead, Head, HeadKind};
+use autosam::model::{HostTensor, Weights};
 use autosam::train::{
-    Sample, Schedule, TrainConfig, Trainer, fit, loss, mean_dice, one_hot, shuffle,
+    Progress, Resume, Sample, Schedule, TrainConfig, Trainer, fit, fit_from, loss, mean_dice,
+    one_hot, shuffle,
 };
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
@@ -129,4 +132,94 @@ fn the_cosine_schedule_falls_from_the_base_rate_to_zero() {
         .collect();
     assert!(rates.windows(2).all(|w| w[1] < w[0]));
     assert!(rates[total - 1] < base * 1e-3);
+}
+
+/// A run stopped after its second epoch and continued from its checkpoint (the head through its
+/// file, its parameter ids, Adam's state, the history) goes on exactly as the run that never
+/// stopped; without the parameter ids Adam's state does not reach the head and it does not.
+#[test]
+fn a_run_resumed_from_its_checkpoint_continues_as_if_it_had_not_stopped() {
+    let device = autosam::backend::cpu().autodiff();
+    device.seed(5);
+    let (c, g) = (256, 8);
+    let head = Head::Cnn(CnnHead::new(c, 3, &device));
+    let (train, val) = (toy_samples(c, g, 0..4), toy_samples(c, g, 4..6));
+    let pe = HostTensor::new(vec![1, c, g, g], vec![0.0; c * g * g]);
+    let cfg = TrainConfig {
+        epochs: 4,
+        batch_size: 2,
+        lr: 1e-2,
+        schedule: Schedule::Cosine,
+        ..TrainConfig::default()
+    };
+    let info = HeadInfo {
+        kind: HeadKind::Cnn,
+        classes: (0..3)
+            .map(|i| ClassInfo {
+                name: format!("c{i}"),
+                color: "#ffffff".into(),
+            })
+            .collect(),
+        encoder: "toy".into(),
+        training: serde_json::Value::Null,
+    };
+    // What a checkpoint after epoch 2 keeps: the head's file and ids, Adam's state, progress.
+    let mut kept = None;
+    let (_, full) = fit_from(head, &train, &val, &cfg, &pe, &device, None, |s| {
+        if s.history.len() == 2 {
+            let bytes = store::save(s.model, &info, Precision::F32).unwrap();
+            kept = Some((
+                bytes,
+                store::param_ids(s.model),
+                [s.optimizer(), s.optimizer()],
+                s.step,
+                s.history.to_vec(),
+                s.best_val,
+            ));
+        }
+    });
+    let (bytes, ids, [optimizer, again], step, history, best_val) = kept.unwrap();
+    let load = || {
+        let (head, _) = store::load(&bytes, &Weights::default(), "toy", &device).unwrap();
+        head.set_require_grad(true)
+    };
+    let resume = |optimizer| Resume {
+        step,
+        history: history.clone(),
+        // The checkpoint's head stands in for the best one: only its Dice is compared here.
+        best: best_val.map(|d| (d, load())),
+        optimizer,
+    };
+    let figures = |h: &[Progress]| -> Vec<(f64, Option<f64>)> {
+        h.iter().map(|p| (p.loss, p.val_dice)).collect()
+    };
+    let head = store::with_param_ids(load(), &ids);
+    let (_, resumed) = fit_from(
+        head,
+        &train,
+        &val,
+        &cfg,
+        &pe,
+        &device,
+        Some(resume(optimizer)),
+        |_| {},
+    );
+    eprintln!(
+        "uninterrupted {:?}\nresumed       {:?}",
+        figures(&full),
+        figures(&resumed)
+    );
+    assert_eq!(figures(&resumed), figures(&full));
+    // The same without the old ids: Adam starts from nothing, and the run drifts.
+    let (_, lost) = fit_from(
+        load(),
+        &train,
+        &val,
+        &cfg,
+        &pe,
+        &device,
+        Some(resume(again)),
+        |_| {},
+    );
+    assert_ne!(figures(&lost)[2..], figures(&full)[2..]);
 }

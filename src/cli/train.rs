@@ -43,6 +43,10 @@ pub struct Train {
     /// Continue training this head file (its kind and classes win over --head).
     #[arg(long)]
     init: Option<PathBuf>,
+    /// A folder where the run's checkpoint (head, Adam's state, history) is kept after every
+    /// epoch; when it holds one of this same run, training goes on from there.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     /// Share of the slices held out for validation Dice.
     #[arg(long, default_value_t = 0.2)]
     val_fraction: f64,
@@ -75,6 +79,7 @@ impl Train {
             cache: self.cache,
             precision: self.precision,
             init: self.init,
+            checkpoint: self.checkpoint,
         };
         let (kind, history) = train(&sam, &weights, &args, |p| {
             eprintln!(

@@ -3,7 +3,9 @@
 //! the metadata. Parameters are named by their module path, walked generically, so a new head
 //! type needs no code here.
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +114,64 @@ impl ModuleMapper for Assign<'_> {
             }
         }
     }
+}
+
+#[derive(Default)]
+struct Ids {
+    path: Vec<String>,
+    ids: BTreeMap<String, u64>,
+}
+
+impl ModuleVisitor for Ids {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.ids.insert(self.path.join("."), param.id.val());
+    }
+}
+
+struct SetIds<'a> {
+    path: Vec<String>,
+    ids: &'a BTreeMap<String, u64>,
+}
+
+impl ModuleMapper for SetIds<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if let Some(&id) = self.ids.get(&self.path.join(".")) {
+            param.id = ParamId::from(id);
+        }
+        param
+    }
+}
+
+/// Each parameter's id by module path: the optimizer keys its state by these ids, so a training
+/// checkpoint keeps them to give a reloaded head its old ids back ([`with_param_ids`]).
+pub fn param_ids(head: &Head) -> BTreeMap<String, u64> {
+    let mut v = Ids::default();
+    head.visit(&mut v);
+    v.ids
+}
+
+/// The head with the parameter ids of [`param_ids`] (by module path; others keep theirs).
+pub fn with_param_ids(head: Head, ids: &BTreeMap<String, u64>) -> Head {
+    head.map(&mut SetIds {
+        path: Vec::new(),
+        ids,
+    })
 }
 
 /// The head's parameters as flat tensors with their module path and shape, still on the
