@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::backend;
 use crate::heads::{Head, HeadKind};
 use crate::model::{HostTensor, Sam, SamConfig};
-use crate::train::{Sample, Trainer};
+use crate::train::{Sample, TrainConfig, Trainer};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +144,7 @@ fn train_step_ms(
         labels,
     };
     let dense_pe: HostTensor = sam.prompt_encoder.dense_pe();
-    let mut trainer = Trainer::new(head, &dense_pe, 5e-4, &ad);
+    let mut trainer = Trainer::new(head, &dense_pe, TrainConfig::default().lr, &ad);
     let batch = [&sample; 4];
     Ok(time_ms(repeats, || {
         trainer.step(&batch).into_data().num_elements()

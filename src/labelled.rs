@@ -6,7 +6,7 @@
 //! second bottom to top (anterior up for an axial RAS volume).
 
 use crate::error::{Error, Result};
-use crate::pipeline::{PreparedVolume, label_slice, put_label_slice};
+use crate::pipeline::{SliceInputs, label_slice, put_label_slice};
 use crate::preprocess::percentiles_nonzero;
 use crate::volume::{Volume, plane_indices};
 
@@ -15,8 +15,8 @@ use crate::volume::{Volume, plane_indices};
 pub struct LabelledVolume {
     pub volume: Volume,
     view_axis: usize,
-    /// Encoder inputs, made on first use.
-    prepared: Option<PreparedVolume>,
+    /// How encoder inputs are made, found on first use.
+    inputs: Option<SliceInputs>,
     /// Empty until labelled; then one class code per voxel.
     labels: Vec<u8>,
     /// RGB per class code (background's is never drawn).
@@ -38,7 +38,7 @@ impl LabelledVolume {
         Self {
             volume,
             view_axis,
-            prepared: None,
+            inputs: None,
             labels: Vec::new(),
             palette: Vec::new(),
         }
@@ -132,18 +132,12 @@ impl LabelledVolume {
         self.plane_size(self.view_axis)[1]
     }
 
-    /// The encoder inputs at `size`, made once (again if another size is asked for).
-    pub fn prepared(&mut self, size: usize) -> &PreparedVolume {
-        if self
-            .prepared
-            .as_ref()
-            .is_some_and(|p| p.letterbox.size != size)
-        {
-            self.prepared = None;
+    /// How encoder inputs at `size` are made, found once (again if another size is asked for).
+    pub fn prepared(&mut self, size: usize) -> SliceInputs {
+        match self.inputs {
+            Some(p) if p.letterbox.size == size => p,
+            _ => *self.inputs.insert(SliceInputs::new(&self.volume, size)),
         }
-        let volume = &self.volume;
-        self.prepared
-            .get_or_insert_with(|| PreparedVolume::new(volume, size))
     }
 
     /// Slice `index` along the acquisition axis as the encoder's `[3, size, size]` input.
@@ -151,7 +145,7 @@ impl LabelledVolume {
         if index >= self.seg_slice_count() {
             return Err(invalid("no such slice"));
         }
-        Ok(self.prepared(size).inputs[index].clone())
+        Ok(self.prepared(size).input(&self.volume, index))
     }
 
     /// Indices (acquisition axis) of the slices with any foreground label: what Teach trains on.

@@ -1,10 +1,50 @@
 //! The volume-level steps around the model: a volume to per-slice encoder inputs, and per-slice
 //! label maps back to a label volume in the source's voxel grid.
 
-use crate::preprocess::{Letterbox, normalize_volume};
+use crate::preprocess::{Letterbox, percentiles_nonzero, window_to_unit};
 use crate::volume::{Volume, plane_indices};
 
-/// A volume cut into encoder inputs along its slice axis.
+/// How a volume's slices become encoder inputs, one slice at a time: LiteMedSAM's clip window
+/// (the volume's 0.5-99.5 percentiles of non-zero voxels, to [0, 1]) found once, then each slice
+/// windowed and letterboxed when it is asked for. The page makes its inputs this way, so a
+/// 300-slice CT never holds all of them at once.
+#[derive(Debug, Clone, Copy)]
+pub struct SliceInputs {
+    pub dims: [usize; 3],
+    pub axis: usize,
+    pub letterbox: Letterbox,
+    /// None for a volume without non-zero voxels: its inputs are all zero.
+    window: Option<(f32, f32)>,
+}
+
+impl SliceInputs {
+    pub fn new(volume: &Volume, size: usize) -> Self {
+        let axis = volume.slice_axis();
+        let (r, c) = Volume::plane_axes(axis);
+        Self {
+            dims: volume.dims,
+            axis,
+            letterbox: Letterbox::new(volume.dims[r], volume.dims[c], size),
+            window: percentiles_nonzero(&volume.data, 0.5, 99.5),
+        }
+    }
+
+    pub fn slice_count(&self) -> usize {
+        self.dims[self.axis]
+    }
+
+    /// Slice `z`'s [3, S, S] encoder input (`volume` is the one this was made from).
+    pub fn input(&self, volume: &Volume, z: usize) -> Vec<f32> {
+        let mut slice = volume.slice(self.axis, z);
+        match self.window {
+            Some((lo, hi)) => window_to_unit(&mut slice.data, lo, hi),
+            None => slice.data.fill(0.0),
+        }
+        self.letterbox.image(&slice)
+    }
+}
+
+/// A volume cut into encoder inputs along its slice axis, all at once (the study's volumes).
 #[derive(Debug, Clone)]
 pub struct PreparedVolume {
     pub dims: [usize; 3],
@@ -15,24 +55,14 @@ pub struct PreparedVolume {
 }
 
 impl PreparedVolume {
-    /// LiteMedSAM's preprocessing: the volume clipped to its 0.5-99.5 percentiles and scaled to
-    /// [0, 1], then each slice letterboxed to `size`.
+    /// Every slice's input of [`SliceInputs`].
     pub fn new(volume: &Volume, size: usize) -> Self {
-        let axis = volume.slice_axis();
-        let normalized = Volume {
-            data: normalize_volume(&volume.data),
-            ..volume.clone()
-        };
-        let (r, c) = Volume::plane_axes(axis);
-        let letterbox = Letterbox::new(volume.dims[r], volume.dims[c], size);
-        let inputs = (0..volume.slice_count(axis))
-            .map(|z| letterbox.image(&normalized.slice(axis, z)))
-            .collect();
+        let s = SliceInputs::new(volume, size);
         Self {
-            dims: volume.dims,
-            axis,
-            letterbox,
-            inputs,
+            dims: s.dims,
+            axis: s.axis,
+            letterbox: s.letterbox,
+            inputs: (0..s.slice_count()).map(|z| s.input(volume, z)).collect(),
         }
     }
 

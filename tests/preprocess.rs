@@ -84,3 +84,49 @@ fn volume_normalisation_clips_outliers() {
     assert_eq!(n[999], 1.0);
     assert!(n[500] > 0.45 && n[500] < 0.55, "{}", n[500]);
 }
+
+/// Inputs made one slice at a time (the page) are the ones made from the whole normalised volume.
+#[test]
+fn slice_inputs_one_at_a_time_match_the_whole_volume_normalised() {
+    use autosam::pipeline::SliceInputs;
+    use autosam::volume::Volume;
+    let (image, _) = autosam::phantom::cardiac_phantom([40, 56, 5], 3);
+    let inputs = SliceInputs::new(&image, LITEMEDSAM_SIZE);
+    let normalized = Volume {
+        data: normalize_volume(&image.data),
+        ..image.clone()
+    };
+    let axis = image.slice_axis();
+    for z in 0..inputs.slice_count() {
+        let want = inputs.letterbox.image(&normalized.slice(axis, z));
+        assert_eq!(inputs.input(&image, z), want, "slice {z}");
+    }
+}
+
+/// Above the copy limit percentiles are counted, not selected: the same values.
+#[test]
+fn counted_percentiles_of_a_large_volume_are_the_selected_ones() {
+    use autosam::preprocess::percentiles_nonzero;
+    let n = (1 << 24) + 1000;
+    let mut seed = 7u32;
+    let data: Vec<f32> = (0..n)
+        .map(|i| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            match i % 7 {
+                0 => 0.0,
+                1 => -1000.0,
+                _ => ((seed >> 8) as f32 / 65536.0 - 100.0) * 3.7,
+            }
+        })
+        .collect();
+    let mut v: Vec<f32> = data.iter().copied().filter(|&x| x != 0.0).collect();
+    v.sort_by(f32::total_cmp);
+    let want = |pct: f64| {
+        let pos = pct / 100.0 * (v.len() - 1) as f64;
+        let (lo, frac) = (pos.floor() as usize, (pos - pos.floor()) as f32);
+        v[lo] + (v[lo + 1] - v[lo]) * frac
+    };
+    let (lo, hi) = percentiles_nonzero(&data, 0.5, 99.5).unwrap();
+    assert_eq!((lo, hi), (want(0.5), want(99.5)));
+    assert_eq!(percentiles_nonzero(&vec![0.0; n], 0.5, 99.5), None);
+}

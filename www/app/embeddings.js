@@ -30,10 +30,22 @@ function fromStored(v) {
   return null;
 }
 
+// Embeddings a volume keeps in memory (4 MiB each), the most recently used; the others stay in
+// IndexedDB, so that a 300-slice CT does not hold 1.2 GB in the page.
+const IN_MEMORY = 32;
+
+function keep(s, z, e) {
+  s.embeddings.delete(z);
+  s.embeddings.set(z, e);
+  if (s.embeddings.size > IN_MEMORY) s.embeddings.delete(s.embeddings.keys().next().value);
+}
+
 export async function embedding(s, z) {
   if (s.embeddings.has(z)) {
     s.cacheHits = (s.cacheHits || 0) + 1;
-    return s.embeddings.get(z);
+    const e = s.embeddings.get(z);
+    keep(s, z, e);
+    return e;
   }
   const info = app.model.info;
   const key = `${s.hash}/${info.encoder}/${s.volume.segAxis()}/${z}`;
@@ -44,7 +56,7 @@ export async function embedding(s, z) {
     e = await app.pool.encode(s.volume.encoderInput(z, info.inputSize));
     idb("readwrite", (store) => store.put(toStored(e), key));
   }
-  s.embeddings.set(z, e);
+  keep(s, z, e);
   return e;
 }
 

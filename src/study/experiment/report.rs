@@ -11,6 +11,7 @@ use crate::heads::store::cardiac_classes;
 use crate::metrics::mean;
 use crate::study::data::at;
 use crate::study::score::fmt;
+use crate::train::TrainConfig;
 
 /// One trained-and-scored run.
 #[derive(Clone, Debug)]
@@ -243,11 +244,13 @@ fn markdown(runs: &[Run], plan: &Plan, summary: &Summary) -> String {
     let _ = writeln!(
         out,
         "Mean 3-D Dice over RV, MYO and LV on {} held-out volumes ({}), against K labelled patients \
-         (ED + ES each). Each run trains {} mini-batches of 4 slices (Adam, lr 5e-4); with several \
+         (ED + ES each). Each run trains {} mini-batches of {} slices (Adam, lr {:e}); with several \
          draws the cell gives the mean and the range. SAM (box) uses ground-truth boxes and no training.\n",
         plan.test.len() * 2,
         range_name(&plan.test),
-        plan.steps
+        plan.steps,
+        TrainConfig::default().batch_size,
+        TrainConfig::default().lr
     );
     out.push_str(&k_header(&ks, "---:|"));
     for m in methods(runs) {
