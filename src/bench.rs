@@ -300,3 +300,53 @@ pub fn ops(out: Option<&Path>, repeats: usize) -> Result<String> {
     }
     Ok(table)
 }
+
+/// The models `bench-train` times, by the names `scripts/bench_train.py` prints.
+pub const TRAINED: [&str; 4] = ["autosam", "cnn", "linear", "unet"];
+
+/// Median ms of one training step of each head kind and of the UNet: batch 4, the default
+/// head's 4 classes, CE + soft Dice, Adam at the default rate, on the CPU backend. The inputs
+/// are synthetic (a pattern for embeddings, labels in four bands): a step's cost does not depend
+/// on the values. `scripts/bench_train.py` times the same networks in PyTorch.
+pub fn train_steps(weights: &Path, repeats: usize) -> Result<Vec<(&'static str, f64)>> {
+    let (sam, state) = crate::study::load_model(weights)?;
+    let ad = backend::cpu().autodiff();
+    let classes = crate::heads::store::cardiac_classes().len();
+    let band = |s: usize| -> Vec<u8> { (0..s * s).map(|i| ((i / s) * classes / s) as u8).collect() };
+    let dense_pe: HostTensor = sam.prompt_encoder.dense_pe();
+    let [_, c, h, w] = dense_pe.shape[..] else {
+        return Err(Error::Invalid("dense PE is not 4-D".into()));
+    };
+    let s = sam.input_size();
+    let embedding = Sample {
+        input: backend::pattern(c * h * w, 1),
+        shape: [c, h, w],
+        labels: band(s),
+    };
+    let image = Sample {
+        input: backend::pattern(s * s, 2),
+        shape: [1, s, s],
+        labels: band(s),
+    };
+    let lr = TrainConfig::default().lr;
+    let mut out = Vec::new();
+    for name in TRAINED {
+        let step_ms = match name {
+            "unet" => {
+                let unet = crate::baselines::UNet::new(1, classes, &ad);
+                let mut trainer = Trainer::new(unet, &dense_pe, lr, &ad);
+                time_ms(repeats, || trainer.step(&[&image; 4]).into_data().num_elements())
+            }
+            kind => {
+                let head = Head::new(kind.parse::<HeadKind>()?, classes, &state, &ad)?;
+                let mut trainer = Trainer::new(head, &dense_pe, lr, &ad);
+                time_ms(repeats, || {
+                    trainer.step(&[&embedding; 4]).into_data().num_elements()
+                })
+            }
+        };
+        log::info!("{name}: {step_ms:.0} ms a step");
+        out.push((name, step_ms));
+    }
+    Ok(out)
+}

@@ -47,3 +47,22 @@ impl BenchOps {
         Ok(())
     }
 }
+
+/// Time one training step (batch 4, 4 classes, Adam) of each head and of the UNet; prints JSON
+/// lines `{"model", "ms"}` for scripts/bench-train, which sets them beside PyTorch's.
+#[derive(clap::Args)]
+pub struct BenchTrain {
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    #[arg(long, default_value = "weights/lite_medsam.pth")]
+    weights: PathBuf,
+}
+
+impl BenchTrain {
+    pub fn run(self) -> Result<()> {
+        for (model, ms) in autosam::bench::train_steps(&self.weights, self.repeats)? {
+            println!("{}", serde_json::json!({"model": model, "ms": ms}));
+        }
+        Ok(())
+    }
+}

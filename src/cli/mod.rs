@@ -36,6 +36,7 @@ enum Command {
     Convert(weights::Convert),
     Bench(bench::Bench),
     BenchOps(bench::BenchOps),
+    BenchTrain(bench::BenchTrain),
 }
 
 pub fn main() -> ExitCode {
@@ -56,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Convert(c) => c.run(),
         Command::Bench(c) => c.run(),
         Command::BenchOps(c) => c.run(),
+        Command::BenchTrain(c) => c.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
