@@ -308,11 +308,16 @@ pub const TRAINED: [&str; 4] = ["autosam", "cnn", "linear", "unet"];
 /// head's 4 classes, CE + soft Dice, Adam at the default rate, on the CPU backend. The inputs
 /// are synthetic (a pattern for embeddings, labels in four bands): a step's cost does not depend
 /// on the values. `scripts/bench_train.py` times the same networks in PyTorch.
-pub fn train_steps(weights: &Path, repeats: usize) -> Result<Vec<(&'static str, f64)>> {
+pub fn train_steps(
+    weights: &Path,
+    repeats: usize,
+    only: &[String],
+) -> Result<Vec<(&'static str, f64)>> {
     let (sam, state) = crate::study::load_model(weights)?;
     let ad = backend::cpu().autodiff();
     let classes = crate::heads::store::cardiac_classes().len();
-    let band = |s: usize| -> Vec<u8> { (0..s * s).map(|i| ((i / s) * classes / s) as u8).collect() };
+    let band =
+        |s: usize| -> Vec<u8> { (0..s * s).map(|i| ((i / s) * classes / s) as u8).collect() };
     let dense_pe: HostTensor = sam.prompt_encoder.dense_pe();
     let [_, c, h, w] = dense_pe.shape[..] else {
         return Err(Error::Invalid("dense PE is not 4-D".into()));
@@ -330,12 +335,17 @@ pub fn train_steps(weights: &Path, repeats: usize) -> Result<Vec<(&'static str, 
     };
     let lr = TrainConfig::default().lr;
     let mut out = Vec::new();
-    for name in TRAINED {
+    for name in TRAINED
+        .into_iter()
+        .filter(|n| only.is_empty() || only.iter().any(|o| o == n))
+    {
         let step_ms = match name {
             "unet" => {
                 let unet = crate::baselines::UNet::new(1, classes, &ad);
                 let mut trainer = Trainer::new(unet, &dense_pe, lr, &ad);
-                time_ms(repeats, || trainer.step(&[&image; 4]).into_data().num_elements())
+                time_ms(repeats, || {
+                    trainer.step(&[&image; 4]).into_data().num_elements()
+                })
             }
             kind => {
                 let head = Head::new(kind.parse::<HeadKind>()?, classes, &state, &ad)?;

@@ -54,13 +54,17 @@ impl BenchOps {
 pub struct BenchTrain {
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Only these (autosam, cnn, linear, unet); all when absent.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
     #[arg(long, default_value = "weights/lite_medsam.pth")]
     weights: PathBuf,
 }
 
 impl BenchTrain {
     pub fn run(self) -> Result<()> {
-        for (model, ms) in autosam::bench::train_steps(&self.weights, self.repeats)? {
+        let models = &self.models;
+        for (model, ms) in autosam::bench::train_steps(&self.weights, self.repeats, models)? {
             println!("{}", serde_json::json!({"model": model, "ms": ms}));
         }
         Ok(())

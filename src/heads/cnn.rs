@@ -63,6 +63,6 @@ impl CnnHead {
         let x = relu(self.refine1.forward(x));
         let x = relu(self.up2.forward(x));
         let x = relu(self.refine2.forward(x));
-        self.classifier.forward(x)
+        super::pointwise(&self.classifier, x)
     }
 }
