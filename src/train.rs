@@ -59,6 +59,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Exactly this many mini-batches instead of `epochs` passes (a fixed budget per run).
     pub steps: Option<usize>,
+    /// Augmented views per training slice. The training samples are then `views + 1` blocks of
+    /// the same slices in the same order (block 0 the slices, block v their v-th view), and
+    /// epoch e shows slice i from block (e - 1 + i) mod (views + 1): a fresh view of each slice
+    /// in every pass, as the paper's online augmentation, from views encoded once.
+    pub views: usize,
 }
 
 impl Default for TrainConfig {
@@ -71,6 +76,7 @@ impl Default for TrainConfig {
             schedule: Schedule::Constant,
             seed: 0,
             steps: None,
+            views: 0,
         }
     }
 }
@@ -363,7 +369,14 @@ pub fn fit_from<M: Segmenter>(
 ) -> (M, Vec<Progress>) {
     let mut trainer = Trainer::new(model, dense_pe, cfg.lr, device);
     let plain_pe = dense_pe.to_device::<4>(&device.clone().inner());
-    let mut batches = Batches::new(train.len(), cfg.batch_size, cfg.seed);
+    let blocks = cfg.views + 1;
+    assert!(
+        train.len().is_multiple_of(blocks),
+        "{} training samples are not {blocks} blocks of views",
+        train.len()
+    );
+    let n = train.len() / blocks;
+    let mut batches = Batches::new(n, cfg.batch_size, cfg.seed);
     let per_epoch = batches.per_epoch();
     let total = cfg.steps.unwrap_or(cfg.epochs * per_epoch);
     let (mut history, mut losses) = (Vec::new(), Vec::new());
@@ -380,7 +393,10 @@ pub fn fit_from<M: Segmenter>(
     for step in first..total {
         trainer.set_lr(cfg.schedule.lr(cfg.lr, step, total));
         let (indices, epoch, at) = batches.next_batch();
-        let chunk: Vec<&Sample> = indices.iter().map(|&i| &train[i]).collect();
+        let chunk: Vec<&Sample> = indices
+            .iter()
+            .map(|&i| &train[((epoch - 1 + i) % blocks) * n + i])
+            .collect();
         losses.push(f64::from(trainer.step(&chunk).into_scalar::<f32>()));
         if at == per_epoch || step + 1 == total {
             // Off autodiff: forwards on an autodiff model keep their activations for a

@@ -223,3 +223,33 @@ fn a_run_resumed_from_its_checkpoint_continues_as_if_it_had_not_stopped() {
     );
     assert_ne!(figures(&lost)[2..], figures(&full)[2..]);
 }
+
+/// With views, each epoch shows every slice from one block: identical views train as no views
+/// at all, and different ones change the run.
+#[test]
+fn views_are_drawn_one_block_per_slice_and_epoch() {
+    let (c, g) = (256, 8);
+    let train = toy_samples(c, g, 0..4);
+    let pe = HostTensor::new(vec![1, c, g, g], vec![0.0; c * g * g]);
+    let run = |samples: &[Sample], views: usize| {
+        let device = autosam::backend::cpu().autodiff();
+        device.seed(9);
+        let head = Head::Cnn(CnnHead::new(c, 3, &device));
+        let cfg = TrainConfig {
+            epochs: 3,
+            batch_size: 2,
+            lr: 1e-2,
+            views,
+            ..TrainConfig::default()
+        };
+        let (_, h) = fit(head, samples, &[], &cfg, &pe, &device, |_, _| {});
+        h.iter().map(|p| p.loss).collect::<Vec<f64>>()
+    };
+    let plain = run(&train, 0);
+    let same: Vec<Sample> = train.iter().chain(&train).cloned().collect();
+    assert_eq!(run(&same, 1), plain);
+    let other = toy_samples(c, g, 10..14);
+    let mixed: Vec<Sample> = train.iter().chain(&other).cloned().collect();
+    let with_views = run(&mixed, 1);
+    assert_ne!(with_views, plain);
+}

@@ -195,7 +195,11 @@ mod tests {
             TensorData::new(crate::backend::pattern(2 * 3 * 7 * 9, 4), [2, 3, 7, 9]),
             &device,
         );
-        let want = conv.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let want = conv
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let got = conv3x3(&conv, x).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(got.len(), want.len());
         for (a, b) in got.iter().zip(&want) {

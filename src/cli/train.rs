@@ -34,6 +34,10 @@ pub struct Train {
     schedule: Schedule,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Augmented views per slice, of the paper's family (elastic deformation included), encoded
+    /// once and cached; each epoch shows every slice in a different one (or as it is).
+    #[arg(long, default_value_t = 0)]
+    views: usize,
     /// Train for exactly this many mini-batches instead of `--epochs` passes.
     #[arg(long)]
     steps: Option<usize>,
@@ -68,6 +72,7 @@ impl Train {
             schedule: self.schedule,
             seed: self.seed,
             steps: self.steps,
+            views: self.views,
         };
         let args = TrainArgs {
             data: self.data,

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use burn::tensor::Tensor;
 
+use crate::augment::{Augment, Family, Rng};
 use crate::cache::{self, VolumeEmbeddings};
 use crate::error::{Error, Result};
 use crate::heads::Segmenter;
@@ -216,6 +217,56 @@ impl Case {
             }
         }
         Ok(pred)
+    }
+
+    /// Per slice, `views` augmented copies of it drawn from `family` (seeded by `seed` and the
+    /// slice), encoded once and cached under a key naming the file, encoder, family, count and
+    /// seed; with their labels warped alike.
+    pub fn views(
+        &self,
+        sam: &Sam,
+        family: Family,
+        views: usize,
+        seed: u64,
+        cache_dir: &Path,
+    ) -> Result<Vec<Vec<Sample>>> {
+        let s = self.prepared.letterbox.size;
+        let n = self.prepared.slice_count();
+        if views == 0 {
+            return Ok(vec![Vec::new(); n]);
+        }
+        let draws: Vec<(usize, Augment)> = (0..n)
+            .flat_map(|z| {
+                let mut rng = Rng::new(seed ^ ((z as u64) << 20));
+                (0..views)
+                    .map(move |_| (z, family.draw(&mut rng)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let images = draws
+            .iter()
+            .map(|(z, a)| a.image(self.image(*z), s, s).repeat(3))
+            .collect();
+        let tag = format!(
+            "{}:{}{views}:seed{seed}",
+            sam.config.encoder_id(),
+            family.tag()
+        );
+        let prepared = PreparedVolume {
+            inputs: images,
+            ..self.prepared.clone()
+        };
+        let key = cache::key(self.key.as_bytes(), &tag);
+        let emb = embeddings(sam, &key, &prepared, cache_dir)?;
+        let mut out = vec![Vec::with_capacity(views); n];
+        for ((z, a), e) in draws.iter().zip(emb.slices) {
+            out[*z].push(Sample {
+                input: e,
+                shape: emb.shape,
+                labels: a.labels(&self.labels(*z), s, s),
+            });
+        }
+        Ok(out)
     }
 
     /// Per foreground class, the 3-D Dice of `pred` against the truth.

@@ -8,7 +8,8 @@ use burn::module::Module;
 use burn::optim::OptimizerRecord;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Case, at, load_cases, select};
+use super::data::{at, load_cases, select};
+use crate::augment::Family;
 use crate::container::Precision;
 use crate::error::{Error, Result};
 use crate::heads::store::{self, HeadInfo, cardiac_classes};
@@ -64,12 +65,29 @@ pub fn train(
     let started = Instant::now();
     let pairs = select(&args.data, args.volumes.as_deref())?;
     let cases = load_cases(sam, &pairs, &args.cache)?;
-    let mut all: Vec<Sample> = cases.iter().flat_map(Case::embedding_samples).collect();
-    drop(cases);
     let cfg = &args.config;
+    // Each slice with its views; validation takes whole slices, never their views.
+    let mut all: Vec<(Sample, Vec<Sample>)> = Vec::new();
+    for case in &cases {
+        let views = case.views(sam, Family::Paper, cfg.views, cfg.seed, &args.cache)?;
+        all.extend(case.embedding_samples().into_iter().zip(views));
+    }
+    drop(cases);
     shuffle(&mut all, cfg.seed);
     let n_val = ((all.len() as f64) * args.val_fraction).round() as usize;
-    let val = all.split_off(all.len() - n_val.min(all.len().saturating_sub(1)));
+    let val: Vec<Sample> = all
+        .split_off(all.len() - n_val.min(all.len().saturating_sub(1)))
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    // Block 0 the slices, block v their v-th views (`TrainConfig::views`).
+    let mut blocks: Vec<Sample> = all.iter().map(|(s, _)| s.clone()).collect();
+    for v in 0..cfg.views {
+        blocks.extend(all.iter().map(|(_, views)| views[v].clone()));
+    }
+    let train_slices = all.len();
+    drop(all);
+    let all = blocks;
     let device = crate::backend::cpu().autodiff();
     // The seed fixes the head's initialisation too, not only the data order.
     device.seed(cfg.seed);
@@ -103,6 +121,14 @@ pub fn train(
         "seed": cfg.seed,
         "val_slices": val.len(),
     });
+    // Named only when used, so that checkpoints of runs without views keep matching.
+    let run = match (run, cfg.views) {
+        (run, 0) => run,
+        (mut run, views) => {
+            run["views"] = views.into();
+            run
+        }
+    };
     let (head, resume) = match &args.checkpoint {
         Some(dir) if dir.join(CHECKPOINT_STATE).exists() => {
             let (head, resume) = resume(dir, &run, sam, sam_weights, &args.out, &device)?;
@@ -123,7 +149,8 @@ pub fn train(
         encoder: sam.config.encoder_id(),
         training: serde_json::json!({
             "volumes": pairs.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
-            "train_slices": all.len(),
+            "train_slices": train_slices,
+            "views": cfg.views,
             "val_slices": val.len(),
             "epochs": cfg.epochs,
             "steps": cfg.steps,

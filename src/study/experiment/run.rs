@@ -1,24 +1,23 @@
 //! Running an experiment: every method of the plan at each K and draw, on the same cached
 //! embeddings, each run scored on the held-out patients and merged into the outputs as it ends.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::Tensor;
 
 use super::plan::{Method, Plan};
 use super::report::{Outputs, Run, Summary, range_name, report};
-use crate::augment::{Augment, Rng};
+use crate::augment::Family;
 use crate::baselines::UNet;
 use crate::baselines::simclr;
-use crate::cache;
 use crate::error::{Error, Result};
 use crate::heads::store::cardiac_classes;
 use crate::heads::{Head, HeadKind, Segmenter};
 use crate::model::{HostTensor, Sam, Weights};
 use crate::pipeline::PreparedVolume;
 use crate::study::data::{
-    Case, Pair, at, cases_of, embeddings, labelled_pairs, load_cases, pairs_of, read_volume,
+    Case, Pair, at, cases_of, labelled_pairs, load_cases, pairs_of, read_volume,
 };
 use crate::study::score::{box_segment_volume, class_means};
 use crate::train::{Sample, TrainConfig, fit, shuffle};
@@ -182,7 +181,9 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
             if plan.aug_ks.contains(&k) && todo(Method::AutoSamAug)? {
                 let mut with_views = emb.clone();
                 for c in &train_cases {
-                    with_views.extend(augmented(sam, c, plan.aug_views, draw as u64, &args.cache)?);
+                    let views =
+                        c.views(sam, Family::Mild, plan.aug_views, draw as u64, &args.cache)?;
+                    with_views.extend(views.into_iter().flatten());
                 }
                 ad.seed(draw as u64);
                 let head = Head::new(HeadKind::AutoSam, classes, sam_weights, &ad)?;
@@ -230,49 +231,6 @@ fn score<M: Segmenter>(
         per_volume.push(case.dice(&pred, model.classes()));
     }
     Ok(class_means(&per_volume))
-}
-
-/// `views` augmented copies of each slice of `case`, encoded (and cached) with their labels.
-fn augmented(
-    sam: &Sam,
-    case: &Case,
-    views: usize,
-    seed: u64,
-    cache_dir: &Path,
-) -> Result<Vec<Sample>> {
-    let s = case.prepared.letterbox.size;
-    let n = case.prepared.slice_count();
-    let draws: Vec<(usize, Augment)> = (0..n)
-        .flat_map(|z| {
-            let mut rng = Rng::new(seed ^ ((z as u64) << 20));
-            (0..views)
-                .map(move |_| (z, Augment::random(&mut rng)))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let images: Vec<Vec<f32>> = draws
-        .iter()
-        .map(|(z, a)| {
-            let plane = a.image(case.image(*z), s, s);
-            plane.repeat(3)
-        })
-        .collect();
-    let tag = format!("{}:aug{views}:seed{seed}", sam.config.encoder_id());
-    let prepared = PreparedVolume {
-        inputs: images,
-        ..case.prepared.clone()
-    };
-    let key = cache::key(case.key.as_bytes(), &tag);
-    let emb = embeddings(sam, &key, &prepared, cache_dir)?;
-    Ok(draws
-        .iter()
-        .zip(emb.slices)
-        .map(|((z, a), e)| Sample {
-            input: e,
-            shape: emb.shape,
-            labels: a.labels(&case.labels(*z), s, s),
-        })
-        .collect())
 }
 
 /// Every slice of the volumes' images as one plane (the encoder input's first channel).
