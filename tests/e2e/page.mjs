@@ -363,6 +363,28 @@ await check("a 512 x 512 x 300 CT volume segments slice by slice within the memo
   // The page still answers: the first volume comes back.
   await page.locator("#volumes").selectOption("0");
 });
+await check("a browser without WebAssembly SIMD is told so instead of a dead page", async () => {
+  // Such a browser fails to validate www/simd.js's probe and cannot compile the bundle: both are
+  // simulated in a fresh context, before any script of the page runs.
+  const bare = await browser.newContext();
+  await bare.addInitScript(() => {
+    const refuse = () => Promise.reject(new WebAssembly.CompileError("no SIMD (simulated)"));
+    WebAssembly.validate = () => false;
+    for (const f of ["compile", "compileStreaming", "instantiate", "instantiateStreaming"]) WebAssembly[f] = refuse;
+  });
+  const p = await bare.newPage();
+  await p.goto(origin + "/");
+  const said = await p.waitForFunction(() => {
+    const e = document.querySelector('[data-testid="status"]');
+    return /lacks WebAssembly SIMD/.test(e.textContent) && `${e.dataset.state}: ${e.textContent}`;
+  }, null, { timeout: 30000 }).then((h) => h.jsonValue());
+  // Nothing replaces the message later (the page never starts without its bundle).
+  await p.waitForTimeout(2000);
+  const after = await p.evaluate(() => document.querySelector('[data-testid="status"]').dataset.state);
+  await bare.close();
+  if (!said.startsWith("error:") || after !== "error") throw new Error(`${said}; then ${after}`);
+  console.log(`     ${said}`);
+});
 await check("no console errors", async () => {
   if (consoleErrors.length) throw new Error(consoleErrors.join("\n"));
 });
