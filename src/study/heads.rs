@@ -109,7 +109,7 @@ pub fn train(
             (head, classes, None)
         }
     };
-    let run = serde_json::json!({
+    let mut run = serde_json::json!({
         "volumes": pairs.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
         "kind": head.kind(),
         "classes": classes.len(),
@@ -122,13 +122,9 @@ pub fn train(
         "val_slices": val.len(),
     });
     // Named only when used, so that checkpoints of runs without views keep matching.
-    let run = match (run, cfg.views) {
-        (run, 0) => run,
-        (mut run, views) => {
-            run["views"] = views.into();
-            run
-        }
-    };
+    if cfg.views > 0 {
+        run["views"] = cfg.views.into();
+    }
     let (head, resume) = match &args.checkpoint {
         Some(dir) if dir.join(CHECKPOINT_STATE).exists() => {
             let (head, resume) = resume(dir, &run, sam, sam_weights, &args.out, &device)?;
@@ -147,21 +143,16 @@ pub fn train(
         kind,
         classes: classes.clone(),
         encoder: sam.config.encoder_id(),
-        training: serde_json::json!({
-            "volumes": pairs.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
-            "train_slices": train_slices,
-            "views": cfg.views,
-            "val_slices": val.len(),
-            "epochs": cfg.epochs,
-            "steps": cfg.steps,
-            "batch_size": cfg.batch_size,
-            "lr": cfg.lr,
-            "schedule": cfg.schedule,
-            "seed": cfg.seed,
-            "history": history,
-            "seconds": started.elapsed().as_secs_f64(),
-            "continues": before,
-        }),
+        // What the run is, and how it went.
+        training: {
+            let mut t = run.clone();
+            t["train_slices"] = train_slices.into();
+            t["views"] = cfg.views.into();
+            t["history"] = serde_json::json!(history);
+            t["seconds"] = started.elapsed().as_secs_f64().into();
+            t["continues"] = serde_json::json!(before);
+            t
+        },
     };
     let save = |head: &Head, history: &[Progress]| -> Result<()> {
         let bytes = store::save(head, &info(history), args.precision)?;
