@@ -4,9 +4,10 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, relu};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::activation::gelu;
 use super::weights::{Weights, conv2d, linear};
 use crate::error::Result;
 

@@ -5,11 +5,12 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::activation::gelu;
 use super::common::{MlpBlock, Neck, conv, layer_norm};
 use super::weights::{HostTensor, Weights, conv2d, linear};
 use crate::error::{Error, Result};
