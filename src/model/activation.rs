@@ -1,24 +1,78 @@
-//! GELU as the encoders run it. burn's CPU backend (flex) computes it through scalar libm `erff`,
-//! a fifth of a LiteMedSAM pass; on a flex tensor this runs one SIMD pass over the tensor's own
-//! buffer instead (macerator: the widest instructions at run time natively, SIMD128 in wasm).
-//! Other devices, and tensors that carry gradients, keep burn's op.
+//! GELU and TinyViT's attention softmax as the encoders run them. burn's CPU backend (flex)
+//! computes GELU through scalar libm `erff` (a fifth of a LiteMedSAM pass) and softmax through
+//! scalar `expf`, after separate passes for the scale and the bias. On a flex tensor these run as
+//! one SIMD pass each over the tensor's own buffer instead (macerator: the widest instructions at
+//! run time natively, SIMD128 in wasm; rayon's threads natively). Other devices, and tensors that
+//! carry gradients, keep burn's ops.
 
 use burn::tensor::activation;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use macerator::{Scalar, Simd, Vector, vload_unaligned, vstore_unaligned};
+
+/// Values per parallel task: big enough to amortize a task, small enough to spread a stage's
+/// tensors over every thread.
+const CHUNK: usize = 1 << 14;
+
+/// Runs `f` on consecutive chunks of `values`, each a whole number of `unit`s, in parallel where
+/// there are threads.
+fn for_chunks(values: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let len = CHUNK.div_ceil(unit).max(1) * unit;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        values
+            .par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, c)| f(i * len / unit, c));
+    }
+    #[cfg(target_arch = "wasm32")]
+    for (i, c) in values.chunks_mut(len).enumerate() {
+        f(i * len / unit, c);
+    }
+}
+
+/// The f32 buffer of a tensor on the CPU backend, or the tensor back where that does not apply.
+fn flex_data<const D: usize>(x: Tensor<D>) -> Result<(TensorData, Device), Tensor<D>> {
+    let device = x.device();
+    if device != Device::flex() || x.dtype() != burn::tensor::DType::F32 {
+        return Err(x);
+    }
+    Ok((x.into_data(), device))
+}
 
 /// `0.5 x (1 + erf(x / sqrt 2))`, within 1e-6 max(1, |x|) of the exact value.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    if device != Device::flex() {
-        return activation::gelu(x);
-    }
-    let mut data = x.into_data();
-    if let Ok(values) = data.as_mut_slice::<f32>() {
-        gelu_in_place(values);
-        return Tensor::from_data(data, &device);
-    }
-    activation::gelu(Tensor::from_data(data, &device))
+    let (mut data, device) = match flex_data(x) {
+        Ok(flex) => flex,
+        Err(x) => return activation::gelu(x),
+    };
+    let values = data.as_mut_slice::<f32>().expect("an f32 tensor's data");
+    for_chunks(values, 1, |_, c| gelu_in_place(c));
+    Tensor::from_data(data, &device)
+}
+
+/// `softmax(logits * scale + bias, 3)`, where `bias` ([1, heads, N, N]) repeats over the windows
+/// of `logits` ([windows, heads, N, N]).
+pub fn attention_softmax(logits: Tensor<4>, scale: f32, bias: Tensor<4>) -> Tensor<4> {
+    let [_, heads, n, m] = logits.dims();
+    let (mut data, device) = match flex_data(logits) {
+        Ok(flex) => flex,
+        Err(logits) => return activation::softmax(logits.mul_scalar(scale) + bias, 3),
+    };
+    let bias = bias.into_data();
+    let bias = bias.as_slice::<f32>().expect("an f32 bias");
+    let values = data.as_mut_slice::<f32>().expect("an f32 tensor's data");
+    let block = n * m;
+    for_chunks(values, m, |first_row, rows| {
+        for (r, row) in rows.chunks_exact_mut(m).enumerate() {
+            let row_index = first_row + r;
+            // Rows run through windows, then heads, then the N query positions.
+            let head = row_index / n % heads;
+            let b = &bias[head * block + row_index % n * m..][..m];
+            softmax_row(row, scale, b);
+        }
+    });
+    Tensor::from_data(data, &device)
 }
 
 /// erf(x) = x P(x²) / Q(x²) on [-4, 4], coefficients from the highest power down; outside, |erf|
@@ -82,6 +136,67 @@ fn gelu_in_place<S: Simd>(values: &mut [f32]) {
     }
 }
 
+/// exp for x <= 88: 2^k e^r with r in [-ln 2 / 2, ln 2 / 2] and a degree-6 Taylor polynomial
+/// (relative error about 2e-7); below -87 it returns 2^-126 e^r, which a softmax sums as zero.
+#[inline(always)]
+fn exp_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
+    use std::f32::consts::LOG2_E;
+    // ln 2 split so that k * LN2_HI is exact for |k| < 2^10.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.max((-87.0f32).splat::<S>()).min(88.0f32.splat::<S>());
+    let k = (x * LOG2_E.splat::<S>()).round_ties_even();
+    let r = x - k * LN2_HI.splat::<S>() - k * LN2_LO.splat::<S>();
+    let mut p = (1.0f32 / 720.0).splat::<S>();
+    for c in [1.0f32 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p * r + c.splat::<S>();
+    }
+    let scale = (k.round_to_int() + 127i32.splat::<S>()) << 23;
+    p * scale.reinterpret::<f32>()
+}
+
+#[macerator::with_simd]
+fn softmax_row<S: Simd>(row: &mut [f32], scale: f32, bias: &[f32]) {
+    let lanes = <f32 as Scalar>::lanes::<S>();
+    let body = row.len() / lanes * lanes;
+    let mut max = f32::NEG_INFINITY;
+    for (x, b) in row.iter_mut().zip(bias) {
+        *x = *x * scale + b;
+        max = max.max(*x);
+    }
+    let max_v = max.splat::<S>();
+    let mut sum_v = 0.0f32.splat::<S>();
+    for i in (0..body).step_by(lanes) {
+        // SAFETY: i + lanes <= body <= row.len().
+        unsafe {
+            let e = exp_vector::<S>(vload_unaligned::<S, f32>(row.as_ptr().add(i)) - max_v);
+            vstore_unaligned::<S, f32>(row.as_mut_ptr().add(i), e);
+            sum_v = sum_v + e;
+        }
+    }
+    let mut sum = sum_v.reduce_add();
+    let tail = &mut row[body..];
+    if !tail.is_empty() {
+        // The tail through a full vector, so it rounds as the body does.
+        let mut lane = [f32::NEG_INFINITY; 64];
+        let lane = &mut lane[..lanes];
+        lane[..tail.len()].copy_from_slice(tail);
+        // SAFETY: `lane` holds exactly `lanes` values.
+        unsafe {
+            let e = exp_vector::<S>(vload_unaligned::<S, f32>(lane.as_ptr()) - max_v);
+            vstore_unaligned::<S, f32>(lane.as_mut_ptr(), e);
+        }
+        for (x, e) in tail.iter_mut().zip(lane.iter()) {
+            *x = *e;
+            sum += e;
+        }
+    }
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +217,34 @@ mod tests {
                 "gelu({x}): {a} against burn's {b}"
             );
             assert_eq!(*a, gelu_scalar(*x), "the tail differs from the body at {x}");
+        }
+    }
+
+    #[test]
+    fn attention_softmax_matches_burns() {
+        // TinyViT's shapes: 49 and 196 positions (a vector body and a tail), several heads and
+        // windows, logits wide enough to reach exp's clamp.
+        let device = Device::flex();
+        for (windows, heads, n) in [(3, 2, 49), (2, 5, 196), (1, 1, 5)] {
+            let logits = crate::backend::pattern(windows * heads * n * n, 1)
+                .iter()
+                .map(|v| v * 40.0)
+                .collect::<Vec<_>>();
+            let bias = crate::backend::pattern(heads * n * n, 2);
+            let logits =
+                Tensor::<4>::from_data(TensorData::new(logits, [windows, heads, n, n]), &device);
+            let bias = Tensor::<4>::from_data(TensorData::new(bias, [1, heads, n, n]), &device);
+            let scale = 0.17;
+            let ours = attention_softmax(logits.clone(), scale, bias.clone());
+            let burns = activation::softmax(logits.mul_scalar(scale) + bias, 3);
+            let ours = ours.into_data().try_to_vec::<f32>().unwrap();
+            let burns = burns.into_data().try_to_vec::<f32>().unwrap();
+            for (i, (a, b)) in ours.iter().zip(&burns).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-6 + 1e-5 * b,
+                    "[{windows}, {heads}, {n}] at {i}: {a} against burn's {b}"
+                );
+            }
         }
     }
 }

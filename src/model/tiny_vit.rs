@@ -5,12 +5,11 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::activation::softmax;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::activation::gelu;
+use super::activation::{attention_softmax, gelu};
 use super::common::{MlpBlock, Neck, conv, layer_norm};
 use super::weights::{HostTensor, Weights, conv2d, linear};
 use crate::error::{Error, Result};
@@ -150,12 +149,9 @@ impl Attention {
         let q = qkv.clone().narrow(3, 0, kd);
         let k = qkv.clone().narrow(3, kd, kd);
         let v = qkv.narrow(3, 2 * kd, kd);
-        let scale = (kd as f64).powf(-0.5);
-        let attn = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + self.ab.val();
-        let x = softmax(attn, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([b, n, h * kd]);
+        let scale = (kd as f32).powf(-0.5);
+        let attn = attention_softmax(q.matmul(k.swap_dims(2, 3)), scale, self.ab.val());
+        let x = attn.matmul(v).swap_dims(1, 2).reshape([b, n, h * kd]);
         self.proj.forward(x)
     }
 }
