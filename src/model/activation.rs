@@ -6,7 +6,7 @@
 //! carry gradients, keep burn's ops.
 
 use burn::tensor::activation;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use macerator::{Scalar, Simd, Vector, vload_unaligned, vstore_unaligned};
 
 /// Values per parallel task: big enough to amortize a task, small enough to spread a stage's
@@ -31,21 +31,18 @@ fn for_chunks(values: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + S
     }
 }
 
-/// The f32 buffer of a tensor on the CPU backend, or the tensor back where that does not apply.
-fn flex_data<const D: usize>(x: Tensor<D>) -> Result<(TensorData, Device), Tensor<D>> {
-    let device = x.device();
-    if device != Device::flex() || x.dtype() != burn::tensor::DType::F32 {
-        return Err(x);
-    }
-    Ok((x.into_data(), device))
+/// Whether the kernels here apply: an f32 tensor on the CPU backend without gradients.
+fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
+    x.device() == Device::flex() && x.dtype() == burn::tensor::DType::F32
 }
 
 /// `0.5 x (1 + erf(x / sqrt 2))`, within 1e-6 max(1, |x|) of the exact value.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let (mut data, device) = match flex_data(x) {
-        Ok(flex) => flex,
-        Err(x) => return activation::gelu(x),
-    };
+    if !on_flex(&x) {
+        return activation::gelu(x);
+    }
+    let device = x.device();
+    let mut data = x.into_data();
     let values = data.as_mut_slice::<f32>().expect("an f32 tensor's data");
     for_chunks(values, 1, |_, c| gelu_in_place(c));
     Tensor::from_data(data, &device)
@@ -55,10 +52,11 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// of `logits` ([windows, heads, N, N]).
 pub fn attention_softmax(logits: Tensor<4>, scale: f32, bias: Tensor<4>) -> Tensor<4> {
     let [_, heads, n, m] = logits.dims();
-    let (mut data, device) = match flex_data(logits) {
-        Ok(flex) => flex,
-        Err(logits) => return activation::softmax(logits.mul_scalar(scale) + bias, 3),
-    };
+    if !on_flex(&logits) {
+        return activation::softmax(logits.mul_scalar(scale) + bias, 3);
+    }
+    let device = logits.device();
+    let mut data = logits.into_data();
     let bias = bias.into_data();
     let bias = bias.as_slice::<f32>().expect("an f32 bias");
     let values = data.as_mut_slice::<f32>().expect("an f32 tensor's data");
@@ -171,7 +169,7 @@ fn softmax_row<S: Simd>(row: &mut [f32], scale: f32, bias: &[f32]) {
         unsafe {
             let e = exp_vector::<S>(vload_unaligned::<S, f32>(row.as_ptr().add(i)) - max_v);
             vstore_unaligned::<S, f32>(row.as_mut_ptr().add(i), e);
-            sum_v = sum_v + e;
+            sum_v += e;
         }
     }
     let mut sum = sum_v.reduce_add();

@@ -5,15 +5,22 @@ import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join } from "node:path";
 
-const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
+const types = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
 
-// Returns { origin, close }.
-export async function serve(dist) {
+// Returns { origin, close }. `mounts` maps a URL prefix ("/ort/") to another folder, or a URL
+// ("/encoder.onnx") to a file; `isolated` adds the headers that make the page cross-origin
+// isolated (what wasm threads need).
+export async function serve(dist, { mounts = {}, isolated = false } = {}) {
+  const headers = isolated ? { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" } : {};
   const server = createServer(async (req, res) => {
-    const path = join(dist, decodeURIComponent(new URL(req.url, "http://x").pathname).replace(/\/$/, "/index.html"));
+    const url = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    const mount = Object.keys(mounts).find((m) => (m.endsWith("/") ? url.startsWith(m) : url === m));
+    const path = mount
+      ? (mount.endsWith("/") ? join(mounts[mount], url.slice(mount.length)) : mounts[mount])
+      : join(dist, url.replace(/\/$/, "/index.html"));
     try {
       const body = await readFile(path);
-      res.writeHead(200, { "content-type": types[extname(path)] || "application/octet-stream" });
+      res.writeHead(200, { "content-type": types[extname(path)] || "application/octet-stream", ...headers });
       res.end(body);
     } catch {
       res.writeHead(404).end();
