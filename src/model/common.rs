@@ -7,7 +7,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::activation::gelu;
+use super::kernels::{self, gelu};
 use super::weights::{Weights, conv2d, linear};
 use crate::error::Result;
 
@@ -80,9 +80,9 @@ impl MlpBlock {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let x = self.lin1.forward(x);
+        let x = kernels::linear(&self.lin1, x);
         let x = if self.relu { relu(x) } else { gelu(x) };
-        self.lin2.forward(x)
+        kernels::linear(&self.lin2, x)
     }
 }
 
@@ -125,6 +125,9 @@ impl Mlp {
 pub fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if conv.kernel_size != [1, 1] || conv.stride != [1, 1] || conv.groups != 1 {
         return conv.forward(x);
+    }
+    if kernels::on_flex(&x) {
+        return kernels::pointwise(conv, x);
     }
     let [b, c, h, w] = x.dims();
     let [out, ..] = conv.weight.dims();

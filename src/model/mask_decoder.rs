@@ -1,7 +1,7 @@
 //! SAM's mask decoder: output tokens plus prompt tokens through the two-way transformer, the image
 //! upscaled x4, one hypernetwork MLP per mask token, and the IoU head.
 
-use super::activation::gelu;
+use super::kernels::gelu;
 use burn::module::{Module, Param};
 use burn::nn::conv::ConvTranspose2d;
 use burn::tensor::{Device, Tensor};

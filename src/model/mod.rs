@@ -2,11 +2,11 @@
 //! and LiteMedSAM's `tiny_vit_sam.py`), plus how weights get in: upstream checkpoints
 //! ([`checkpoint`]) and the converted files the page downloads ([`format`]).
 
-pub mod activation;
 pub mod checkpoint;
 pub mod common;
 pub mod format;
 pub mod image_encoder;
+pub mod kernels;
 pub mod mask_decoder;
 pub mod prompt_encoder;
 pub mod sam;

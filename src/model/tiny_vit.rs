@@ -9,8 +9,8 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::activation::{attention_softmax, gelu};
 use super::common::{MlpBlock, Neck, conv, layer_norm};
+use super::kernels::{self, attention_softmax, gelu};
 use super::weights::{HostTensor, Weights, conv2d, linear};
 use crate::error::{Error, Result};
 
@@ -141,9 +141,7 @@ impl Attention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, _] = x.dims();
         let (h, kd) = (self.num_heads, self.key_dim);
-        let qkv = self
-            .qkv
-            .forward(self.norm.forward(x))
+        let qkv = kernels::linear(&self.qkv, self.norm.forward(x))
             .reshape([b, n, h, 3 * kd])
             .swap_dims(1, 2);
         let q = qkv.clone().narrow(3, 0, kd);
@@ -152,7 +150,7 @@ impl Attention {
         let scale = (kd as f32).powf(-0.5);
         let attn = attention_softmax(q.matmul(k.swap_dims(2, 3)), scale, self.ab.val());
         let x = attn.matmul(v).swap_dims(1, 2).reshape([b, n, h * kd]);
-        self.proj.forward(x)
+        kernels::linear(&self.proj, x)
     }
 }
 

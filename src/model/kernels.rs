@@ -1,12 +1,16 @@
-//! GELU and TinyViT's attention softmax as the encoders run them. burn's CPU backend (flex)
-//! computes GELU through scalar libm `erff` (a fifth of a LiteMedSAM pass) and softmax through
-//! scalar `expf`, after separate passes for the scale and the bias. On a flex tensor these run as
-//! one SIMD pass each over the tensor's own buffer instead (macerator: the widest instructions at
-//! run time natively, SIMD128 in wasm; rayon's threads natively). Other devices, and tensors that
-//! carry gradients, keep burn's ops.
+//! The encoders' hot operations where burn's CPU backend (flex) spends more passes than they need.
+//! flex computes GELU through scalar libm `erff` (a fifth of a LiteMedSAM pass), a softmax through
+//! scalar `expf` after separate passes for the scale and the bias, and a linear layer as a matrix
+//! product into a zeroed buffer followed by a pass that adds the bias. On a flex tensor these run
+//! here as one pass each over the tensor's own buffer (macerator's SIMD: the widest instructions
+//! at run time natively, SIMD128 in wasm; rayon's threads natively), and the bias goes into the
+//! buffer that gemm accumulates onto. Other devices, and tensors that carry gradients, keep
+//! burn's ops.
 
+use burn::nn::Linear;
+use burn::nn::conv::Conv2d;
 use burn::tensor::activation;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use macerator::{Scalar, Simd, Vector, vload_unaligned, vstore_unaligned};
 
 /// Values per parallel task: big enough to amortize a task, small enough to spread a stage's
@@ -32,7 +36,7 @@ fn for_chunks(values: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + S
 }
 
 /// Whether the kernels here apply: an f32 tensor on the CPU backend without gradients.
-fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
+pub fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
     x.device() == Device::flex() && x.dtype() == burn::tensor::DType::F32
 }
 
@@ -71,6 +75,107 @@ pub fn attention_softmax(logits: Tensor<4>, scale: f32, bias: Tensor<4>) -> Tens
         }
     });
     Tensor::from_data(data, &device)
+}
+
+/// `x W + b` over the last dimension of `x`.
+pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    if !on_flex(&x) {
+        return layer.forward(x);
+    }
+    let mut dims = x.dims();
+    let [k, n] = layer.weight.dims();
+    let m = x.shape().num_elements() / k;
+    let device = x.device();
+    let x = x.into_data();
+    let weight = layer.weight.val().into_data();
+    let bias = layer.bias.as_ref().map(|b| b.val().into_data());
+    let bias = bias.as_ref().map(|b| Bias::PerColumn(f32s(b)));
+    let out = gemm_bias(m, n, k, f32s(&x), f32s(&weight), bias);
+    dims[D - 1] = n;
+    Tensor::from_data(TensorData::new(out, dims), &device)
+}
+
+/// A 1x1 stride-1 convolution of an NCHW flex tensor (`on_flex`): per image, `W x + b` with W
+/// [out, in] and x [in, H W].
+pub fn pointwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [out, ..] = conv.weight.dims();
+    let [b, c, h, w] = x.dims();
+    let device = x.device();
+    let x = x.into_data();
+    let weight = conv.weight.val().into_data();
+    let bias = conv.bias.as_ref().map(|b| b.val().into_data());
+    let x = f32s(&x);
+    let mut out_values = Vec::with_capacity(b * out * h * w);
+    for image in x.chunks_exact(c * h * w) {
+        let bias = bias.as_ref().map(|b| Bias::PerRow(f32s(b)));
+        out_values.extend(gemm_bias(out, h * w, c, f32s(&weight), image, bias));
+    }
+    Tensor::from_data(TensorData::new(out_values, [b, out, h, w]), &device)
+}
+
+fn f32s(data: &TensorData) -> &[f32] {
+    data.as_slice::<f32>().expect("an f32 tensor's data")
+}
+
+/// A bias along the output's rows (one value per row) or its columns (one per column).
+enum Bias<'a> {
+    PerRow(&'a [f32]),
+    PerColumn(&'a [f32]),
+}
+
+/// `bias + lhs rhs` for row-major lhs [m, k] and rhs [k, n]: the bias fills the output, and gemm
+/// adds the product onto it.
+fn gemm_bias(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f32],
+    rhs: &[f32],
+    bias: Option<Bias>,
+) -> Vec<f32> {
+    assert_eq!((lhs.len(), rhs.len()), (m * k, k * n), "gemm operands");
+    let mut out = Vec::with_capacity(m * n);
+    match bias {
+        Some(Bias::PerRow(b)) => b
+            .iter()
+            .for_each(|&v| out.extend(std::iter::repeat_n(v, n))),
+        Some(Bias::PerColumn(b)) => (0..m).for_each(|_| out.extend_from_slice(b)),
+        None => out.resize(m * n, 0.0),
+    }
+    assert_eq!(out.len(), m * n, "bias length");
+    #[cfg(not(target_arch = "wasm32"))]
+    let parallelism = if m * n * k >= 1 << 18 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    #[cfg(target_arch = "wasm32")]
+    let parallelism = gemm::Parallelism::None;
+    // SAFETY: the three buffers hold m n, m k and k n values, laid out with the strides given.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    out
 }
 
 /// erf(x) = x P(x²) / Q(x²) on [-4, 4], coefficients from the highest power down; outside, |erf|
@@ -198,7 +303,6 @@ fn softmax_row<S: Simd>(row: &mut [f32], scale: f32, bias: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
 
     #[test]
     fn matches_burns_gelu() {
@@ -243,6 +347,47 @@ mod tests {
                     "[{windows}, {heads}, {n}] at {i}: {a} against burn's {b}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn linear_and_pointwise_match_burns() {
+        use burn::nn::LinearConfig;
+        use burn::nn::conv::Conv2dConfig;
+        let device = Device::flex();
+        let close = |a: Vec<f32>, b: Vec<f32>| {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * y.abs().max(1.0),
+                    "{x} against burn's {y}"
+                );
+            }
+        };
+        let x = |dims: [usize; 3], seed| {
+            let n = dims.iter().product();
+            Tensor::<3>::from_data(
+                TensorData::new(crate::backend::pattern(n, seed), dims),
+                &device,
+            )
+        };
+        for bias in [true, false] {
+            let layer = LinearConfig::new(40, 24).with_bias(bias).init(&device);
+            let input = x([2, 30, 40], 3);
+            let ours = linear(&layer, input.clone())
+                .into_data()
+                .try_to_vec::<f32>();
+            let burns = layer.forward(input).into_data().try_to_vec::<f32>();
+            close(ours.unwrap(), burns.unwrap());
+            let conv = Conv2dConfig::new([12, 20], [1, 1])
+                .with_bias(bias)
+                .init(&device);
+            let input = x([2, 12, 35], 4).reshape([2, 12, 5, 7]);
+            let ours = super::super::common::conv(&conv, input.clone())
+                .into_data()
+                .try_to_vec::<f32>();
+            let burns = conv.forward(input).into_data().try_to_vec::<f32>();
+            close(ours.unwrap(), burns.unwrap());
         }
     }
 }
