@@ -15,6 +15,10 @@ use crate::heads::Head;
 use crate::heads::store::{self, HeadInfo};
 use crate::model::{HostTensor, Sam, Weights, format};
 
+/// The most embeddings one `headLogits` call takes: Segment batches the slices already encoded,
+/// and the head's activations grow with the batch (a CNN head's are about 10 MiB a slice).
+pub const HEAD_BATCH: usize = 4;
+
 /// A head with what travels with it.
 pub(super) struct LoadedHead {
     pub head: Head,
@@ -136,10 +140,11 @@ impl WebModel {
         })
     }
 
-    /// A promise of the current head's class logits `[classes, S, S]` for one embedding.
+    /// A promise of the current head's class logits `[B, classes, S, S]` for B embeddings laid
+    /// end to end (one forward pass over the batch; at most `HEAD_BATCH`).
     #[wasm_bindgen(js_name = headLogits)]
-    pub fn head_logits(&self, embedding: Vec<f32>) -> Result<js_sys::Promise, JsError> {
-        let x = self.embedding(embedding)?;
+    pub fn head_logits(&self, embeddings: Vec<f32>) -> Result<js_sys::Promise, JsError> {
+        let x = self.embeddings(embeddings, HEAD_BATCH)?;
         let (loaded, pe) = (self.head.borrow().clone(), self.sam.dense_pe.clone());
         Ok(future_to_promise(async move {
             let logits = read(loaded.head.forward(x, pe)).await?;
@@ -155,7 +160,7 @@ impl WebModel {
         embedding: Vec<f32>,
         xyxy: Vec<f32>,
     ) -> Result<js_sys::Promise, JsError> {
-        let x = self.embedding(embedding)?;
+        let x = self.embeddings(embedding, 1)?;
         let xyxy: [f32; 4] = xyxy
             .try_into()
             .map_err(|_| JsError::new("a box is [x0, y0, x1, y1]"))?;
@@ -169,13 +174,18 @@ impl WebModel {
 
 impl WebModel {
     /// An embedding from the page as a `[1, C, H, W]` tensor, its size checked.
-    pub(super) fn embedding(&self, values: Vec<f32>) -> Result<Tensor<4>, JsError> {
+    /// Up to `most` embeddings laid end to end, as one batch.
+    pub(super) fn embeddings(&self, values: Vec<f32>, most: usize) -> Result<Tensor<4>, JsError> {
         let [_, c, h, w] = self.sam.dense_pe.dims();
-        if values.len() != c * h * w {
-            return Err(JsError::new("an embedding of the wrong size"));
+        let batch = values.len() / (c * h * w);
+        if !values.len().is_multiple_of(c * h * w) || batch == 0 || batch > most {
+            return Err(JsError::new(&format!(
+                "expected 1 to {most} embeddings of {c} x {h} x {w} values, got {} values",
+                values.len()
+            )));
         }
         Ok(Tensor::from_data(
-            TensorData::new(values, [1, c, h, w]),
+            TensorData::new(values, [batch, c, h, w]),
             &self.device,
         ))
     }

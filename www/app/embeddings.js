@@ -63,16 +63,29 @@ export async function embedding(s, z) {
 // The embeddings of `items` ({s, z}) in order, each asked for a few places ahead so that every
 // worker of the pool has a slice to encode while the caller uses the earlier ones.
 export async function* inOrder(items) {
-  const asked = [];
+  for await (const batch of inBatches(items, 1)) yield batch[0];
+}
+
+// The same embeddings in order, as arrays of up to `most`: the next one, with those after it that
+// are already there (cached ones, or ones the helpers finished while the head ran).
+export async function* inBatches(items, most) {
+  const asked = [], ready = [];
   const ask = (i) => {
     if (i < items.length && !asked[i]) {
       asked[i] = embedding(items[i].s, items[i].z);
+      asked[i].then((e) => { ready[i] = e; }, () => {});
       // One the caller never reaches (cancelled) must not surface as an unhandled rejection.
       asked[i].catch(() => {});
     }
   };
-  for (let i = 0; i < items.length; i++) {
+  for (let i = 0; i < items.length;) {
     for (let k = i; k < i + 2 * Math.max(app.pool.target, app.pool.size) + 1; k++) ask(k);
-    yield await asked[i];
+    const batch = [await asked[i]];
+    // Let the settled promises' callbacks run, so `ready` is up to date.
+    await Promise.resolve();
+    while (batch.length < most && ready[i + batch.length]) batch.push(ready[i + batch.length]);
+    for (let k = i; k < i + batch.length; k++) { asked[k] = null; ready[k] = null; }
+    i += batch.length;
+    yield batch;
   }
 }

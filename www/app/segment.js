@@ -2,7 +2,7 @@
 // worker of the pool while the primary runs the head on those already encoded.
 import { $, app, job, progress, seconds, setStatus } from "./state.js";
 import { getModel, where } from "./model.js";
-import { inOrder } from "./embeddings.js";
+import { inBatches } from "./embeddings.js";
 import { rememberAll } from "./tools.js";
 import { draw, listVolumes } from "./viewer.js";
 import { measures } from "./measures.js";
@@ -18,15 +18,21 @@ export const segment = () => job("Segmentation", async () => {
   if (v.hasLabels()) rememberAll(s);
   const slices = Array.from({ length: n }, (_, z) => ({ s, z }));
   let z = 0;
-  for await (const embedding of inOrder(slices)) {
+  // The head runs once per batch of slices already encoded (one slice while the encoder leads).
+  for await (const batch of inBatches(slices, app.description.headBatch)) {
     if (app.model.cancel) {
       setStatus("ready", "Segmentation cancelled");
       return;
     }
-    const logits = await app.pool.call("headLogits", { embedding });
-    v.setLabelsFromLogits(z, logits, info.classes.length);
+    const embeddings = new Float32Array(batch.reduce((n, e) => n + e.length, 0));
+    batch.forEach((e, i) => embeddings.set(e, i * e.length));
+    const logits = await app.pool.call("headLogits", { embedding: embeddings }, [embeddings.buffer]);
+    const per = logits.length / batch.length;
+    for (let i = 0; i < batch.length; i++) {
+      v.setLabelsFromLogits(z, logits.subarray(i * per, (i + 1) * per), info.classes.length);
+      z += 1;
+    }
     s.labels = "model";
-    z += 1;
     const elapsed = performance.now() - t0, left = (elapsed / z) * (n - z);
     progress(z / n);
     setStatus("busy", `Segmenting ${s.name} ${where(info)}: slice ${z} of ${n}, about ${seconds(left)} left`);
