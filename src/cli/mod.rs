@@ -37,6 +37,7 @@ enum Command {
     Bench(bench::Bench),
     BenchOps(bench::BenchOps),
     BenchTrain(bench::BenchTrain),
+    EmbeddingMap(study::EmbeddingMap),
 }
 
 pub fn main() -> ExitCode {
@@ -58,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Bench(c) => c.run(),
         Command::BenchOps(c) => c.run(),
         Command::BenchTrain(c) => c.run(),
+        Command::EmbeddingMap(c) => c.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

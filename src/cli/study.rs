@@ -106,3 +106,51 @@ impl Experiment {
         Ok(())
     }
 }
+
+/// The paper's embedding map: t-SNE of the encoder's embeddings (one point per class per slice,
+/// the class's mean vector), coloured by class and marked by ACDC patient group; writes
+/// NAME.svg and NAME.csv into --out.
+#[derive(clap::Args)]
+pub struct EmbeddingMap {
+    #[arg(long)]
+    data: PathBuf,
+    /// Comma-separated name prefixes; all pairs when absent.
+    #[arg(long)]
+    volumes: Option<String>,
+    #[arg(long, default_value = "weights/lite_medsam.pth")]
+    weights: PathBuf,
+    #[arg(long, default_value = "weights/embeddings")]
+    cache: PathBuf,
+    #[arg(long, default_value = "docs")]
+    out: PathBuf,
+    #[arg(long, default_value = "embedding-map")]
+    name: String,
+    #[arg(long, default_value_t = 30.0)]
+    perplexity: f32,
+}
+
+impl EmbeddingMap {
+    pub fn run(self) -> Result<()> {
+        use autosam::heads::store::{PALETTE, cardiac_classes};
+        use autosam::study::embedding_map;
+        let (sam, _) = load_model(&self.weights)?;
+        let pairs = select(&self.data, self.volumes.as_deref())?;
+        let cases = autosam::study::data::load_cases(&sam, &pairs, &self.cache)?;
+        let t = Instant::now();
+        let points = embedding_map::map(&cases, self.perplexity)?;
+        let classes: Vec<String> = cardiac_classes().into_iter().map(|c| c.name).collect();
+        let svg = self.out.join(format!("{}.svg", self.name));
+        embedding_map::plot(&points, &classes, &PALETTE, &svg)?;
+        let csv = self.out.join(format!("{}.csv", self.name));
+        std::fs::write(&csv, embedding_map::csv(&points, &classes)).map_err(|e| at(&csv, e))?;
+        println!(
+            "{} points from {} volumes in {:.0} s: {} and {}",
+            points.len(),
+            cases.len(),
+            t.elapsed().as_secs_f64(),
+            svg.display(),
+            csv.display()
+        );
+        Ok(())
+    }
+}

@@ -5,6 +5,7 @@
 //! returned.
 
 pub mod data;
+pub mod embedding_map;
 pub mod experiment;
 pub mod heads;
 pub mod quantization;
