@@ -63,7 +63,6 @@ async function segment(path) {
   const page = await context.newPage();
   await page.goto(`${server.origin}/?backend=cpu`);
   await page.waitForFunction(() => document.getElementById("backend").textContent !== "", null, { timeout: 120000 });
-  const state = () => page.evaluate(() => document.querySelector('[data-testid="status"]').dataset.state);
   await page.getByTestId("volume-input").setInputFiles(path);
   await page.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.state === "ready", null, { timeout: 120000 });
   const t = Date.now();
@@ -75,7 +74,7 @@ async function segment(path) {
   const s = (Date.now() - t) / 1000;
   const workers = await page.evaluate(async () => (await import("/app/state.js")).app.pool.size);
   await context.close();
-  if (!text.startsWith("done")) throw new Error(`Segment of ${path}: ${text} (${await state()})`);
+  if (!text.startsWith("done")) throw new Error(`Segment of ${path}: ${text}`);
   return { s, workers };
 }
 

@@ -73,9 +73,9 @@ export async function* inBatches(items, most) {
   const ask = (i) => {
     if (i < items.length && !asked[i]) {
       asked[i] = embedding(items[i].s, items[i].z);
+      // The rejection handler also keeps one the caller never reaches (cancelled) from surfacing
+      // as an unhandled rejection.
       asked[i].then((e) => { ready[i] = e; }, () => {});
-      // One the caller never reaches (cancelled) must not surface as an unhandled rejection.
-      asked[i].catch(() => {});
     }
   };
   for (let i = 0; i < items.length;) {
