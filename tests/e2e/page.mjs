@@ -11,6 +11,7 @@ import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { gunzipSync } from "node:zlib";
 import { join, resolve } from "node:path";
 import { serve, launch } from "./harness.mjs";
+import { writeBigCt, tabMemory } from "./big-ct.mjs";
 
 const [dist, volumePath, outDir] = process.argv.slice(2).map((p) => resolve(p));
 const server = await serve(dist);
@@ -311,35 +312,9 @@ await check("offline after the first visit, with the embeddings cached in the br
   await context.setOffline(false);
   console.log(`     ${text}`);
 });
-// A CT-sized volume: 512 x 512 x 300 int16 (150 MB), a body-like ellipse with noise.
-function bigNifti(path) {
-  const [nx, ny, nz] = [512, 512, 300];
-  const header = Buffer.alloc(352);
-  header.writeInt32LE(348, 0);
-  [3, nx, ny, nz, 1, 1, 1, 1].forEach((d, i) => header.writeInt16LE(d, 40 + 2 * i));
-  header.writeInt16LE(4, 70); // int16
-  header.writeInt16LE(16, 72);
-  [1, 0.7, 0.7, 1.5].forEach((p, i) => header.writeFloatLE(p, 76 + 4 * i));
-  header.writeFloatLE(352, 108);
-  header.writeFloatLE(1, 112); // scl_slope
-  header.write("n+1\0", 344, "latin1");
-  const data = new Int16Array(nx * ny * nz);
-  let seed = 1;
-  for (let k = 0; k < nz; k++) {
-    for (let j = 0; j < ny; j++) {
-      for (let i = 0; i < nx; i++) {
-        seed = (seed * 1103515245 + 12345) >>> 0;
-        const inside = ((i - 256) / 200) ** 2 + ((j - 256) / 150) ** 2 < 1;
-        const organ = ((i - 300) / 50) ** 2 + ((j - 240) / 40) ** 2 < 1;
-        data[i + nx * (j + ny * k)] = (inside ? (organ ? 60 : 20) : -1000) + ((seed >>> 16) % 40) - 20;
-      }
-    }
-  }
-  return writeFile(path, Buffer.concat([header, Buffer.from(data.buffer)]));
-}
 await check("a 512 x 512 x 300 CT volume segments slice by slice within the memory cap, and cancels", async () => {
   const big = join(outDir, "big-ct.nii");
-  await bigNifti(big);
+  await writeBigCt(big);
   await pending();
   await page.getByTestId("volume-input").setInputFiles(big);
   await waitState("ready", 120000);
@@ -352,10 +327,7 @@ await check("a 512 x 512 x 300 CT volume segments slice by slice within the memo
   await waitState("ready", 5 * 60000);
   const text = await status.textContent();
   if (!/cancelled/.test(text)) throw new Error(`status: ${text}`);
-  const memory = await page.evaluate(async () => {
-    const { app } = await import("/app/state.js");
-    return { page: window.wasmBindings.memoryBytes(), workers: app.pool.memory, js: performance.memory?.usedJSHeapSize || 0, kept: app.current.embeddings.size };
-  });
+  const memory = await tabMemory(page);
   const total = memory.page + memory.workers + memory.js;
   const mib = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
   console.log(`     page wasm ${mib(memory.page)}, workers ${mib(memory.workers)}, JS heap ${mib(memory.js)}: ${mib(total)}; ${memory.kept} embeddings in memory`);
