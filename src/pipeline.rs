@@ -90,3 +90,31 @@ pub fn put_label_slice(
         labels[v] = l;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phantom::cardiac_phantom;
+
+    #[test]
+    fn raw_scanner_intensities_give_the_same_inputs() {
+        // Another scanner stores the same image as 12-bit counts: the volume's own percentile
+        // window absorbs the scale, so the encoder sees what it sees for the [0, 1] volume.
+        let (unit, _) = cardiac_phantom([48, 40, 3], 0);
+        let mut raw = unit.clone();
+        raw.data.iter_mut().for_each(|v| *v *= 4095.0);
+        let (a, b) = (
+            PreparedVolume::new(&unit, 64),
+            PreparedVolume::new(&raw, 64),
+        );
+        let worst = a
+            .inputs
+            .iter()
+            .flatten()
+            .zip(b.inputs.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "inputs differ by {worst}");
+        assert!(a.inputs.iter().flatten().any(|&v| v > 0.5));
+    }
+}

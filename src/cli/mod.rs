@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 mod bench;
+mod labelled;
 mod study;
 mod train;
 mod volumes;
@@ -33,6 +34,7 @@ enum Command {
     Train(train::Train),
     Experiment(study::Experiment),
     Eval(train::Eval),
+    Robustness(train::Robustness),
     Convert(weights::Convert),
     Bench(bench::Bench),
     BenchOps(bench::BenchOps),
@@ -55,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Train(c) => c.run(),
         Command::Experiment(c) => c.run(),
         Command::Eval(c) => c.run(),
+        Command::Robustness(c) => c.run(),
         Command::Convert(c) => c.run(),
         Command::Bench(c) => c.run(),
         Command::BenchOps(c) => c.run(),

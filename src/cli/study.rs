@@ -5,37 +5,31 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use autosam::error::Result;
-use autosam::study::data::{at, select};
+use autosam::study::data::at;
 use autosam::study::experiment::{self, ExperimentArgs, Method, Plan, parse_k};
 use autosam::study::{load_model, score};
+
+use super::labelled::Labelled;
 
 /// SAM(box) on labelled volumes (NAME.nii.gz + NAME_gt.nii.gz): per-class 3-D Dice.
 #[derive(clap::Args)]
 pub struct EvalBox {
-    #[arg(long)]
-    data: PathBuf,
-    #[arg(long, default_value = "weights/lite_medsam.pth")]
-    weights: PathBuf,
-    /// Comma-separated name prefixes (`patient041,patient042`); all pairs when absent.
-    #[arg(long)]
-    volumes: Option<String>,
+    #[command(flatten)]
+    labelled: Labelled,
     /// Only the first N pairs (sorted by name).
     #[arg(long)]
     limit: Option<usize>,
     /// Also write the markdown table here.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Where slice embeddings are cached (by file hash and encoder), shared with `train`.
-    #[arg(long, default_value = "weights/embeddings")]
-    cache: PathBuf,
 }
 
 impl EvalBox {
     pub fn run(self) -> Result<()> {
-        let (sam, _) = load_model(&self.weights)?;
-        let mut pairs = select(&self.data, self.volumes.as_deref())?;
+        let (sam, _) = self.labelled.model()?;
+        let mut pairs = self.labelled.pairs()?;
         pairs.truncate(self.limit.unwrap_or(pairs.len()));
-        let table = score::sam_box(&sam, &pairs, &self.cache, |row| eprintln!("{row}"))?;
+        let table = score::sam_box(&sam, &pairs, &self.labelled.cache, |row| eprintln!("{row}"))?;
         print!("{table}");
         if let Some(out) = &self.out {
             std::fs::write(out, table).map_err(|e| at(out, e))?;
@@ -112,15 +106,8 @@ impl Experiment {
 /// NAME.svg and NAME.csv into --out.
 #[derive(clap::Args)]
 pub struct EmbeddingMap {
-    #[arg(long)]
-    data: PathBuf,
-    /// Comma-separated name prefixes; all pairs when absent.
-    #[arg(long)]
-    volumes: Option<String>,
-    #[arg(long, default_value = "weights/lite_medsam.pth")]
-    weights: PathBuf,
-    #[arg(long, default_value = "weights/embeddings")]
-    cache: PathBuf,
+    #[command(flatten)]
+    labelled: Labelled,
     #[arg(long, default_value = "docs")]
     out: PathBuf,
     #[arg(long, default_value = "embedding-map")]
@@ -133,9 +120,9 @@ impl EmbeddingMap {
     pub fn run(self) -> Result<()> {
         use autosam::heads::store::{PALETTE, cardiac_classes};
         use autosam::study::embedding_map;
-        let (sam, _) = load_model(&self.weights)?;
-        let pairs = select(&self.data, self.volumes.as_deref())?;
-        let cases = autosam::study::data::load_cases(&sam, &pairs, &self.cache)?;
+        let (sam, _) = self.labelled.model()?;
+        let pairs = self.labelled.pairs()?;
+        let cases = autosam::study::data::load_cases(&sam, &pairs, &self.labelled.cache)?;
         let t = Instant::now();
         let points = embedding_map::map(&cases, self.perplexity)?;
         let classes: Vec<String> = cardiac_classes().into_iter().map(|c| c.name).collect();

@@ -1,24 +1,27 @@
 //! `autosam train` and `autosam eval`: a head on cached embeddings of labelled volumes, and its
 //! per-class 3-D Dice (`autosam::study`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use autosam::container::Precision;
 use autosam::error::Result;
-use autosam::heads::HeadKind;
+use autosam::heads::store::HeadInfo;
+use autosam::heads::{Head, HeadKind};
+use autosam::model::{Sam, Weights};
+use autosam::study::data::{at, load_cases};
 use autosam::study::heads::{TrainArgs, default_head, load_head, train};
-use autosam::study::{load_model, score};
+use autosam::study::robustness::{self, Shift};
+use autosam::study::score;
 use autosam::train::{Schedule, TrainConfig};
+
+use super::labelled::Labelled;
 
 /// Train a prompt-free head on cached embeddings of labelled volumes.
 #[derive(clap::Args)]
 pub struct Train {
-    #[arg(long)]
-    data: PathBuf,
-    /// Comma-separated name prefixes (`patient001,patient002`); all pairs when absent.
-    #[arg(long)]
-    volumes: Option<String>,
+    #[command(flatten)]
+    labelled: Labelled,
     #[arg(long, value_enum, default_value_t = HeadKind::AutoSam)]
     head: HeadKind,
     #[arg(long)]
@@ -54,17 +57,12 @@ pub struct Train {
     /// Share of the slices held out for validation Dice.
     #[arg(long, default_value_t = 0.2)]
     val_fraction: f64,
-    #[arg(long, default_value = "weights/lite_medsam.pth")]
-    weights: PathBuf,
-    /// Where slice embeddings are cached (by file hash and encoder).
-    #[arg(long, default_value = "weights/embeddings")]
-    cache: PathBuf,
 }
 
 impl Train {
     pub fn run(self) -> Result<()> {
         let started = Instant::now();
-        let (sam, weights) = load_model(&self.weights)?;
+        let (sam, weights) = self.labelled.model()?;
         let config = TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -75,13 +73,13 @@ impl Train {
             views: self.views,
         };
         let args = TrainArgs {
-            data: self.data,
-            volumes: self.volumes,
+            data: self.labelled.data,
+            volumes: self.labelled.volumes,
             head: self.head,
             out: self.out,
             config,
             val_fraction: self.val_fraction,
-            cache: self.cache,
+            cache: self.labelled.cache,
             precision: self.precision,
             init: self.init,
             checkpoint: self.checkpoint,
@@ -112,33 +110,66 @@ pub struct Eval {
     /// A head file from `train`; the shipped default head when absent.
     #[arg(long)]
     head: Option<PathBuf>,
-    #[arg(long)]
-    data: PathBuf,
-    #[arg(long)]
-    volumes: Option<String>,
-    #[arg(long, default_value = "weights/lite_medsam.pth")]
-    weights: PathBuf,
-    #[arg(long, default_value = "weights/embeddings")]
-    cache: PathBuf,
+    #[command(flatten)]
+    labelled: Labelled,
 }
 
 impl Eval {
     pub fn run(self) -> Result<()> {
-        let (sam, weights) = load_model(&self.weights)?;
-        let (head, info) = match &self.head {
-            Some(path) => load_head(path, &sam, &weights)?,
-            None => default_head(&sam, &weights)?,
-        };
-        let (data, volumes) = (&self.data, self.volumes.as_deref());
+        let (sam, weights) = self.labelled.model()?;
+        let (head, info) = open_head(self.head.as_deref(), &sam, &weights)?;
         score::head_table(
             &sam,
             &head,
             &info.classes,
-            data,
-            volumes,
-            &self.cache,
+            &self.labelled.pairs()?,
+            &self.labelled.cache,
             |row| println!("{row}"),
         )?;
         Ok(())
+    }
+}
+
+/// A head's mean 3-D Dice on labelled volumes changed as other scanners change them: rotated,
+/// mirrored, another field of view, contrast, noise (each changed slice encoded once, cached).
+#[derive(clap::Args)]
+pub struct Robustness {
+    /// A head file from `train`; the shipped default head when absent.
+    #[arg(long)]
+    head: Option<PathBuf>,
+    #[command(flatten)]
+    labelled: Labelled,
+    /// Also write the markdown table here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl Robustness {
+    pub fn run(self) -> Result<()> {
+        let (sam, weights) = self.labelled.model()?;
+        let (head, info) = open_head(self.head.as_deref(), &sam, &weights)?;
+        let cases = load_cases(&sam, &self.labelled.pairs()?, &self.labelled.cache)?;
+        let table = robustness::table(
+            &sam,
+            &head,
+            &info.classes,
+            &cases,
+            &Shift::ALL,
+            &self.labelled.cache,
+            |row| eprintln!("{row}"),
+        )?;
+        print!("{table}");
+        if let Some(out) = &self.out {
+            std::fs::write(out, table).map_err(|e| at(out, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The head file at `path`, or the shipped default.
+fn open_head(path: Option<&Path>, sam: &Sam, weights: &Weights) -> Result<(Head, HeadInfo)> {
+    match path {
+        Some(path) => load_head(path, sam, weights),
+        None => default_head(sam, weights),
     }
 }

@@ -230,7 +230,6 @@ impl Case {
         seed: u64,
         cache_dir: &Path,
     ) -> Result<Vec<Vec<Sample>>> {
-        let s = self.prepared.letterbox.size;
         let n = self.prepared.slice_count();
         if views == 0 {
             return Ok(vec![Vec::new(); n]);
@@ -243,30 +242,48 @@ impl Case {
                     .collect::<Vec<_>>()
             })
             .collect();
+        let tag = format!("{}{views}:seed{seed}", family.tag());
+        let mut out = vec![Vec::with_capacity(views); n];
+        for (z, sample) in self.warped(sam, &draws, &tag, cache_dir)? {
+            out[z].push(sample);
+        }
+        Ok(out)
+    }
+
+    /// The slices `draws` name, each warped by its augmentation, encoded once and cached under
+    /// a key naming the file, the encoder and `tag` (which must name the draws); with their
+    /// labels warped alike, in the order of `draws`.
+    pub fn warped(
+        &self,
+        sam: &Sam,
+        draws: &[(usize, Augment)],
+        tag: &str,
+        cache_dir: &Path,
+    ) -> Result<Vec<(usize, Sample)>> {
+        let s = self.prepared.letterbox.size;
         let images = draws
             .iter()
             .map(|(z, a)| a.image(self.image(*z), s, s).repeat(3))
             .collect();
-        let tag = format!(
-            "{}:{}{views}:seed{seed}",
-            sam.config.encoder_id(),
-            family.tag()
-        );
         let prepared = PreparedVolume {
             inputs: images,
             ..self.prepared.clone()
         };
+        let tag = format!("{}:{tag}", sam.config.encoder_id());
         let key = cache::key(self.key.as_bytes(), &tag);
         let emb = embeddings(sam, &key, &prepared, cache_dir)?;
-        let mut out = vec![Vec::with_capacity(views); n];
-        for ((z, a), e) in draws.iter().zip(emb.slices) {
-            out[*z].push(Sample {
-                input: e,
-                shape: emb.shape,
-                labels: a.labels(&self.labels(*z), s, s),
-            });
-        }
-        Ok(out)
+        Ok(draws
+            .iter()
+            .zip(emb.slices)
+            .map(|((z, a), e)| {
+                let sample = Sample {
+                    input: e,
+                    shape: emb.shape,
+                    labels: a.labels(&self.labels(*z), s, s),
+                };
+                (*z, sample)
+            })
+            .collect())
     }
 
     /// Per foreground class, the 3-D Dice of `pred` against the truth.

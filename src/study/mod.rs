@@ -9,6 +9,7 @@ pub mod embedding_map;
 pub mod experiment;
 pub mod heads;
 pub mod quantization;
+pub mod robustness;
 pub mod score;
 
 use std::path::Path;

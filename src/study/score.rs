@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::tensor::Tensor;
 
-use super::data::{Case, Pair, select};
+use super::data::{Case, Pair};
 use crate::error::Result;
 use crate::heads::Segmenter;
 use crate::heads::store::{ClassInfo, cardiac_classes};
@@ -83,12 +83,17 @@ impl DiceTable {
     /// The mean over volumes, per class and overall.
     pub fn mean_row(&self, extra: &[String]) -> String {
         let volumes = self.per_class.first().map_or(0, Vec::len);
+        self.means_as(&format!("**mean of {volumes} volumes**"), extra)
+    }
+
+    /// The means over volumes in a row named `name`, for a table whose rows are tables.
+    pub fn means_as(&self, name: &str, extra: &[String]) -> String {
         let means: Vec<Option<f64>> = self
             .per_class
             .iter()
             .map(|v| mean(v.iter().copied()))
             .collect();
-        Self::line(&format!("**mean of {volumes} volumes**"), extra, &means)
+        Self::line(name, extra, &means)
     }
 }
 
@@ -153,18 +158,16 @@ pub fn sam_box(
     ))
 }
 
-/// A head's per-class 3-D Dice on the labelled volumes of `data` chosen by `volumes`: the
-/// markdown table, each row also handed to `on_row` as it is made.
+/// A head's per-class 3-D Dice on labelled volumes: the markdown table, each row also handed to
+/// `on_row` as it is made.
 pub fn head_table<M: Segmenter>(
     sam: &Sam,
     head: &M,
     classes: &[ClassInfo],
-    data: &Path,
-    volumes: Option<&str>,
+    pairs: &[Pair],
     cache_dir: &Path,
     mut on_row: impl FnMut(&str),
 ) -> Result<String> {
-    let pairs = select(data, volumes)?;
     let pe = sam
         .prompt_encoder
         .dense_pe()
@@ -172,7 +175,7 @@ pub fn head_table<M: Segmenter>(
     let mut table = DiceTable::for_classes(classes, &[]);
     let mut out = table.header();
     on_row(out.trim_end());
-    for pair in &pairs {
+    for pair in pairs {
         let case = Case::load(sam, pair, cache_dir)?;
         let pred = case.segment(head, false, &pe)?;
         let row = table.row(&case.name, &[], &case.dice(&pred, head.classes()));

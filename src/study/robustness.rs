@@ -1,0 +1,168 @@
+//! How a head holds up on scans unlike its training data: every slice of held-out volumes
+//! changed the way another centre's scanner or protocol changes it (orientation, mirroring,
+//! field of view, contrast, noise), encoded once (cached) and scored with 3-D Dice on the
+//! encoder's grid. Raw scanner intensities need no row: preprocessing clips and scales each
+//! volume by its own percentiles, so any linear intensity scale gives the same encoder inputs
+//! (`preprocess`'s tests hold that).
+
+use std::path::Path;
+
+use burn::tensor::Tensor;
+
+use super::data::Case;
+use super::score::DiceTable;
+use crate::augment::Augment;
+use crate::error::{Error, Result};
+use crate::heads::Segmenter;
+use crate::heads::store::ClassInfo;
+use crate::metrics::dice;
+use crate::model::Sam;
+use crate::train::{Sample, VAL_BATCH, inputs, predict};
+
+/// One change a scan from elsewhere brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shift {
+    /// The volume as it is: the baseline.
+    AsAcquired,
+    /// A quarter turn: another in-plane orientation.
+    Rotated,
+    /// Left and right swapped: another handedness of the voxel axes.
+    Mirrored,
+    /// The heart at 65% of its size: a wider field of view or coarser pixels.
+    WideField,
+    /// The heart at 150%: a narrower field of view or finer pixels.
+    NarrowField,
+    /// Gamma 1.6: darker mid-tones, as another sequence's contrast gives.
+    Contrast,
+    /// Gaussian noise of a twentieth of the intensity range.
+    Noise,
+}
+
+impl Shift {
+    pub const ALL: [Shift; 7] = [
+        Self::AsAcquired,
+        Self::Rotated,
+        Self::Mirrored,
+        Self::WideField,
+        Self::NarrowField,
+        Self::Contrast,
+        Self::Noise,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::AsAcquired => "as acquired",
+            Self::Rotated => "rotated 90 degrees",
+            Self::Mirrored => "mirrored",
+            Self::WideField => "wider field (heart at 65%)",
+            Self::NarrowField => "narrower field (heart at 150%)",
+            Self::Contrast => "darker contrast (gamma 1.6)",
+            Self::Noise => "noise (sigma 0.05)",
+        }
+    }
+
+    /// Its part of the cache key of the changed slices' embeddings.
+    fn tag(self) -> &'static str {
+        match self {
+            Self::AsAcquired => "as-acquired",
+            Self::Rotated => "shift-rot90",
+            Self::Mirrored => "shift-mirror",
+            Self::WideField => "shift-scale0.65",
+            Self::NarrowField => "shift-scale1.5",
+            Self::Contrast => "shift-gamma1.6",
+            Self::Noise => "shift-noise0.05",
+        }
+    }
+
+    /// The change to slice `z` (the noise differs per slice).
+    fn augment(self, z: usize) -> Augment {
+        let id = Augment::IDENTITY;
+        match self {
+            Self::AsAcquired => id,
+            Self::Rotated => Augment {
+                angle: 90f32.to_radians(),
+                ..id
+            },
+            Self::Mirrored => Augment { flip: true, ..id },
+            Self::WideField => Augment { scale: 0.65, ..id },
+            Self::NarrowField => Augment { scale: 1.5, ..id },
+            Self::Contrast => Augment { gamma: 1.6, ..id },
+            Self::Noise => Augment {
+                noise: 0.05,
+                noise_seed: z as u64 + 1,
+                ..id
+            },
+        }
+    }
+
+    /// Slices of `case` with this change, in order.
+    fn samples(self, sam: &Sam, case: &Case, cache_dir: &Path) -> Result<Vec<Sample>> {
+        if self == Self::AsAcquired {
+            return Ok(case.embedding_samples());
+        }
+        let draws: Vec<(usize, Augment)> = (0..case.prepared.slice_count())
+            .map(|z| (z, self.augment(z)))
+            .collect();
+        let warped = case.warped(sam, &draws, self.tag(), cache_dir)?;
+        Ok(warped.into_iter().map(|(_, s)| s).collect())
+    }
+}
+
+/// Per foreground class, the 3-D Dice of `model` on `samples` (one volume's slices) on the
+/// encoder's grid.
+fn volume_dice<M: Segmenter>(
+    model: &M,
+    samples: &[Sample],
+    dense_pe: &Tensor<4>,
+) -> Result<Vec<Option<f64>>> {
+    let device = dense_pe.device();
+    let mut pred = Vec::new();
+    for chunk in samples.chunks(VAL_BATCH) {
+        let batch: Vec<&Sample> = chunk.iter().collect();
+        let labels = predict(model, inputs(&batch, &device), dense_pe.clone())
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| Error::Invalid(format!("{e:?}")))?;
+        pred.extend(labels.iter().map(|&v| v as u8));
+    }
+    let truth: Vec<u8> = samples
+        .iter()
+        .flat_map(|s| s.labels.iter().copied())
+        .collect();
+    Ok((1..model.classes() as u8)
+        .map(|k| dice(&pred, &truth, k))
+        .collect())
+}
+
+/// The head's mean 3-D Dice per class under each shift over `cases`: the markdown table, each
+/// volume's row also handed to `on_row` as it is made.
+pub fn table<M: Segmenter>(
+    sam: &Sam,
+    head: &M,
+    classes: &[ClassInfo],
+    cases: &[Case],
+    shifts: &[Shift],
+    cache_dir: &Path,
+    mut on_row: impl FnMut(&str),
+) -> Result<String> {
+    let pe = sam
+        .prompt_encoder
+        .dense_pe()
+        .to_device::<4>(&crate::backend::cpu());
+    let mut summary = DiceTable::for_classes(classes, &[]).header();
+    summary = summary.replacen("| volume |", "| change |", 1);
+    for &shift in shifts {
+        let mut table = DiceTable::for_classes(classes, &[]);
+        for case in cases {
+            let samples = shift.samples(sam, case, cache_dir)?;
+            let scores = volume_dice(head, &samples, &pe)?;
+            on_row(&table.row(&format!("{} ({})", case.name, shift.label()), &[], &scores));
+        }
+        let row = table.means_as(shift.label(), &[]);
+        on_row(&row);
+        summary.push_str(&row);
+        summary.push('\n');
+    }
+    Ok(summary)
+}
