@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use autosam::error::Result;
 use autosam::study::data::at;
-use autosam::study::experiment::{self, ExperimentArgs, Method, Plan, parse_k};
+use autosam::study::experiment::{self, Budget, ExperimentArgs, Method, Plan, parse_k};
 use autosam::study::{load_model, score};
 
 use super::labelled::Labelled;
@@ -53,8 +53,12 @@ pub struct Experiment {
     #[arg(long)]
     quick: bool,
     /// Mini-batches per training run (every method, every K); the plan's when absent.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "epochs")]
     steps: Option<usize>,
+    /// Passes over each run's training slices instead (the paper trains 120): larger Ks then
+    /// train for more mini-batches.
+    #[arg(long)]
+    epochs: Option<usize>,
     /// Only these Ks, as K:draws (`1:2,8:1`); the plan's when absent.
     #[arg(long, value_delimiter = ',', value_parser = parse_k)]
     ks: Vec<(usize, usize)>,
@@ -81,7 +85,12 @@ impl Experiment {
         } else {
             Plan::full()
         };
-        plan.steps = self.steps.unwrap_or(plan.steps);
+        if let Some(n) = self.steps {
+            plan.budget = Budget::Steps(n);
+        }
+        if let Some(e) = self.epochs {
+            plan.budget = Budget::Epochs(e);
+        }
         plan.select(&self.ks, &self.methods);
         let args = ExperimentArgs {
             data: self.data,

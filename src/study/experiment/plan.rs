@@ -73,6 +73,39 @@ impl std::str::FromStr for Method {
     }
 }
 
+/// How long each run trains: the same number of mini-batches for every method and K, or
+/// passes over its own training slices (the paper's 120 epochs: more steps for a larger K).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Steps(usize),
+    Epochs(usize),
+}
+
+impl Budget {
+    /// Mini-batches of `batch` over `slices` training slices.
+    pub fn steps(self, slices: usize, batch: usize) -> usize {
+        match self {
+            Self::Steps(n) => n,
+            Self::Epochs(e) => e * slices.div_ceil(batch.max(1)),
+        }
+    }
+
+    pub fn epochs(self) -> Option<usize> {
+        match self {
+            Self::Steps(_) => None,
+            Self::Epochs(e) => Some(e),
+        }
+    }
+
+    /// As the tables say it: "300 mini-batches", "120 epochs".
+    pub fn describe(self) -> String {
+        match self {
+            Self::Steps(n) => format!("{n} mini-batches"),
+            Self::Epochs(e) => format!("{e} epochs (passes over its training slices)"),
+        }
+    }
+}
+
 /// How big a study: `full` for docs/, `quick` for CI.
 pub struct Plan {
     /// Patients the labelled ones are drawn from.
@@ -83,8 +116,8 @@ pub struct Plan {
     pub unlabelled: Vec<String>,
     /// (K, draws)
     pub ks: Vec<(usize, usize)>,
-    /// Mini-batches per training run, the same for every method and K.
-    pub steps: usize,
+    /// How long every run trains.
+    pub budget: Budget,
     pub simclr: PretrainConfig,
     /// Ks at which AutoSAM is also trained with augmented views added, and how many per slice.
     pub aug_ks: Vec<usize>,
@@ -117,7 +150,7 @@ impl Plan {
             test: patients(45..=50),
             unlabelled: patients(1..=40),
             ks: vec![(1, 2), (2, 1), (4, 1), (8, 1)],
-            steps: 30,
+            budget: Budget::Steps(30),
             simclr: PretrainConfig {
                 steps: 80,
                 ..PretrainConfig::default()
@@ -134,7 +167,7 @@ impl Plan {
             test: patients(2..=2),
             unlabelled: patients(1..=1),
             ks: vec![(1, 1)],
-            steps: 2,
+            budget: Budget::Steps(2),
             simclr: PretrainConfig {
                 steps: 2,
                 batch_size: 4,
@@ -173,5 +206,14 @@ mod tests {
         assert_eq!(parse_k("8").unwrap(), (8, 1));
         assert_eq!(parse_k("1:3").unwrap(), (1, 3));
         assert!(parse_k("0:2").is_err() && parse_k("x").is_err());
+    }
+
+    #[test]
+    fn an_epoch_budget_gives_larger_ks_more_steps() {
+        // One patient's 18 slices in batches of 4: 5 mini-batches a pass.
+        assert_eq!(Budget::Epochs(120).steps(18, 4), 600);
+        assert_eq!(Budget::Epochs(120).steps(36, 4), 1080);
+        assert_eq!(Budget::Steps(300).steps(18, 4), 300);
+        assert_eq!(Budget::Steps(300).epochs(), None);
     }
 }

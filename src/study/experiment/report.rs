@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::plan::{Method, Plan};
+use super::plan::{Budget, Method, Plan};
 use crate::error::{Error, Result};
 use crate::heads::store::cardiac_classes;
 use crate::metrics::mean;
@@ -25,6 +25,8 @@ pub struct Run {
     pub train_s: f64,
     pub eval_s: f64,
     pub steps: usize,
+    /// The budget in epochs, when the run had one (its steps then follow from its slices).
+    pub epochs: Option<usize>,
     /// Mean training loss of the first and of the last epoch: whether a run has stopped
     /// improving, which its Dice alone cannot say.
     pub loss: Option<(f64, f64)>,
@@ -37,6 +39,11 @@ impl Run {
 
     pub fn is(&self, method: Method, k: usize, draw: usize) -> bool {
         (self.method, self.k, self.draw) == (method, k, draw)
+    }
+
+    pub fn budget(&self) -> Budget {
+        self.epochs
+            .map_or(Budget::Steps(self.steps), Budget::Epochs)
     }
 
     fn same(&self, other: &Run) -> bool {
@@ -57,17 +64,17 @@ pub struct Summary {
 pub struct Outputs {
     pub stem: PathBuf,
     resume: bool,
-    steps: usize,
+    budget: Budget,
 }
 
 impl Outputs {
-    /// The outputs `out/name.*` of runs of `steps` mini-batches; `resume` keeps the file's runs.
-    pub fn new(out: &Path, name: &str, steps: usize, resume: bool) -> Result<Self> {
+    /// The outputs `out/name.*` of runs of one `budget`; `resume` keeps the file's runs.
+    pub fn new(out: &Path, name: &str, budget: Budget, resume: bool) -> Result<Self> {
         std::fs::create_dir_all(out).map_err(|e| at(out, e))?;
         let outputs = Self {
             stem: out.join(name),
             resume,
-            steps,
+            budget,
         };
         outputs.read()?;
         Ok(outputs)
@@ -89,12 +96,13 @@ impl Outputs {
             Err(e) => return Err(at(&path, e)),
         };
         let runs = parse_csv(&text).map_err(|e| at(&path, e))?;
-        if let Some(r) = runs.iter().find(|r| r.steps != self.steps) {
+        if let Some(r) = runs.iter().find(|r| r.budget() != self.budget) {
             return Err(at(
                 &path,
                 format!(
-                    "holds runs of {} steps, and this one trains {}: give it another --name",
-                    r.steps, self.steps
+                    "holds runs of {}, and this one trains {}: give it another --name",
+                    r.budget().describe(),
+                    self.budget.describe()
                 ),
             ));
         }
@@ -142,7 +150,7 @@ pub fn report(r: &Run) -> String {
 }
 
 const CSV_HEADER: &str =
-    "method,k,draw,patients,rv,myo,lv,mean,train_s,eval_s,steps,first_loss,last_loss";
+    "method,k,draw,patients,rv,myo,lv,mean,train_s,eval_s,steps,first_loss,last_loss,epochs";
 
 fn csv(runs: &[Run]) -> String {
     let mut out = format!("{CSV_HEADER}\n");
@@ -157,7 +165,7 @@ fn csv(runs: &[Run]) -> String {
         });
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{:.1},{:.1},{},{first},{last}",
+            "{},{},{},{},{},{},{:.1},{:.1},{},{first},{last},{}",
             r.method.label(),
             r.k,
             r.draw,
@@ -166,7 +174,8 @@ fn csv(runs: &[Run]) -> String {
             r.mean().map_or(String::new(), |x| format!("{x:.4}")),
             r.train_s,
             r.eval_s,
-            r.steps
+            r.steps,
+            r.epochs.map_or(String::new(), |e| e.to_string())
         );
     }
     out
@@ -176,18 +185,23 @@ fn csv(runs: &[Run]) -> String {
 /// table prints.
 fn parse_csv(text: &str) -> Result<Vec<Run>> {
     let mut lines = text.lines();
-    if lines.next() != Some(CSV_HEADER) {
-        return Err(Error::Invalid(format!(
-            "not an experiment CSV with the columns {CSV_HEADER}"
-        )));
-    }
+    // Files from before budgets in epochs lack the last column.
+    let columns = match lines.next() {
+        Some(CSV_HEADER) => 14,
+        Some(h) if Some(h) == CSV_HEADER.strip_suffix(",epochs") => 13,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "not an experiment CSV with the columns {CSV_HEADER}"
+            )));
+        }
+    };
     lines
         .enumerate()
         .map(|(i, line)| {
             let bad = |what: &str| Error::Invalid(format!("row {}: {what}", i + 1));
             let f: Vec<&str> = line.split(',').collect();
-            if f.len() != 13 {
-                return Err(bad("needs 13 columns"));
+            if f.len() != columns {
+                return Err(bad(&format!("needs {columns} columns")));
             }
             let num = |s: &str| s.parse::<f64>().map_err(|_| bad(&format!("`{s}`")));
             let opt = |s: &str| (!s.is_empty()).then(|| num(s)).transpose();
@@ -202,6 +216,11 @@ fn parse_csv(text: &str) -> Result<Vec<Run>> {
                 train_s: num(f[8])?,
                 eval_s: num(f[9])?,
                 steps: int(f[10])?,
+                epochs: f
+                    .get(13)
+                    .filter(|e| !e.is_empty())
+                    .map(|e| int(e))
+                    .transpose()?,
                 loss: opt(f[11])?.zip(opt(f[12])?),
             })
         })
@@ -238,18 +257,42 @@ fn cell(
     Some((v.iter().sum::<f64>() / v.len() as f64, lo, hi, v.len()))
 }
 
+/// "300 mini-batches of 4 slices", or "120 epochs (...) in mini-batches of 4 slices (K = 1: 600
+/// mini-batches, ...)" with the steps each K's runs took.
+fn budget_words(runs: &[Run], budget: Budget) -> String {
+    let batch = TrainConfig::default().batch_size;
+    match budget {
+        Budget::Steps(n) => format!("{n} mini-batches of {batch} slices"),
+        Budget::Epochs(_) => {
+            let per_k: Vec<String> = ks_of(runs)
+                .into_iter()
+                .filter_map(|k| {
+                    let r = runs
+                        .iter()
+                        .find(|r| r.k == k && r.method != Method::SamBox)?;
+                    Some(format!("K = {k}: {} mini-batches", r.steps))
+                })
+                .collect();
+            format!(
+                "{} in mini-batches of {batch} slices ({})",
+                budget.describe(),
+                per_k.join(", ")
+            )
+        }
+    }
+}
+
 fn markdown(runs: &[Run], plan: &Plan, summary: &Summary) -> String {
     let ks = ks_of(runs);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "Mean 3-D Dice over RV, MYO and LV on {} held-out volumes ({}), against K labelled patients \
-         (ED + ES each). Each run trains {} mini-batches of {} slices (Adam, lr {:e}); with several \
-         draws the cell gives the mean and the range. SAM (box) uses ground-truth boxes and no training.\n",
+         (ED + ES each). Each run trains {} (Adam, lr {:e}); with several draws the cell gives \
+         the mean and the range. SAM (box) uses ground-truth boxes and no training.\n",
         plan.test.len() * 2,
         range_name(&plan.test),
-        plan.steps,
-        TrainConfig::default().batch_size,
+        budget_words(runs, plan.budget),
         TrainConfig::default().lr
     );
     out.push_str(&k_header(&ks, "---:|"));
@@ -447,6 +490,7 @@ mod tests {
             train_s: 12.5,
             eval_s: 3.0,
             steps,
+            epochs: None,
             loss: Some((2.5, 0.75)),
         }
     }
@@ -468,12 +512,22 @@ mod tests {
         assert!(parse_csv("method,k\nAutoSAM,1\n").is_err());
         let short = format!("{CSV_HEADER}\nAutoSAM,1,0\n");
         assert!(parse_csv(&short).unwrap_err().to_string().contains("row 1"));
+        // A file from before epoch budgets (13 columns) reads as step-budget runs.
+        let old = "method,k,draw,patients,rv,myo,lv,mean,train_s,eval_s,steps,first_loss,last_loss\n\
+                   AutoSAM,1,0,patient003,0.2500,,0.5000,0.3750,12.5,3.0,300,2.5000,0.7500\n";
+        let read = parse_csv(old).unwrap();
+        assert_eq!(read[0].budget(), Budget::Steps(300));
+        let mut epochs = run(AUTOSAM, 1, 0, 600);
+        epochs.epochs = Some(120);
+        let back = parse_csv(&csv(&[epochs])).unwrap();
+        assert_eq!(back[0].budget(), Budget::Epochs(120));
     }
 
     #[test]
     fn resumed_parts_merge_into_one_file_of_one_budget() {
         let dir = std::env::temp_dir().join(format!("autosam-parts-{}", std::process::id()));
-        let outputs = |steps: usize, resume: bool| Outputs::new(&dir, "parts", steps, resume);
+        let outputs =
+            |steps: usize, resume: bool| Outputs::new(&dir, "parts", Budget::Steps(steps), resume);
         let plan = Plan::quick();
         let a = outputs(300, true).unwrap();
         a.write(&[run(UNET, 1, 0, 300)], &plan, &summary()).unwrap();
@@ -500,7 +554,7 @@ mod tests {
             outputs(100, true)
                 .unwrap_err()
                 .to_string()
-                .contains("300 steps")
+                .contains("300 mini-batches")
         );
         let fresh = outputs(100, false).unwrap();
         assert_eq!(

@@ -60,7 +60,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     let pe = dense_pe.to_device::<4>(&cpu);
     let classes = cardiac_classes().len();
     let mut runs: Vec<Run> = Vec::new();
-    let outputs = Outputs::new(&args.out, &args.name, plan.steps, args.resume)?;
+    let outputs = Outputs::new(&args.out, &args.name, plan.budget, args.resume)?;
     // Runs another process (or an earlier part) has already written.
     let done = |method: Method, k: usize, draw: usize| -> Result<bool> {
         Ok(args.resume && outputs.read()?.iter().any(|r| r.is(method, k, draw)))
@@ -91,7 +91,8 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
             dice: class_means(&per_volume),
             train_s: 0.0,
             eval_s: t.elapsed().as_secs_f64(),
-            steps: plan.steps,
+            steps: plan.budget.steps(0, TrainConfig::default().batch_size),
+            epochs: plan.budget.epochs(),
             loss: None,
         });
         log::info!("{}", report(runs.last().unwrap()));
@@ -143,8 +144,10 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                 .flat_map(|c| c.embedding_samples())
                 .collect();
             let img: Vec<Sample> = train_cases.iter().flat_map(|c| c.image_samples()).collect();
+            let batch = TrainConfig::default().batch_size;
+            let steps = plan.budget.steps(emb.len(), batch);
             let cfg = TrainConfig {
-                steps: Some(plan.steps),
+                steps: Some(steps),
                 seed: draw as u64,
                 ..TrainConfig::default()
             };
@@ -158,7 +161,8 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                     dice,
                     train_s,
                     eval_s,
-                    steps: plan.steps,
+                    steps,
+                    epochs: plan.budget.epochs(),
                     loss,
                 });
                 log::info!("{}", report(runs.last().unwrap()));
