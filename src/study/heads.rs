@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::optim::OptimizerRecord;
 use serde::{Deserialize, Serialize};
 
-use super::data::{at, load_cases, select};
+use super::data::{Case, at, select};
 use crate::augment::Family;
 use crate::container::Precision;
 use crate::error::{Error, Result};
@@ -64,15 +64,15 @@ pub fn train(
 ) -> Result<(HeadKind, Vec<Progress>)> {
     let started = Instant::now();
     let pairs = select(&args.data, args.volumes.as_deref())?;
-    let cases = load_cases(sam, &pairs, &args.cache)?;
     let cfg = &args.config;
-    // Each slice with its views; validation takes whole slices, never their views.
+    // Each slice with its views; validation takes whole slices, never their views. One case at
+    // a time: its embeddings are dropped once they are samples (4 MB a slice in f32).
     let mut all: Vec<(Sample, Vec<Sample>)> = Vec::new();
-    for case in &cases {
+    for pair in &pairs {
+        let case = Case::load(sam, pair, &args.cache)?;
         let views = case.views(sam, Family::Paper, cfg.views, cfg.seed, &args.cache)?;
         all.extend(case.embedding_samples().into_iter().zip(views));
     }
-    drop(cases);
     shuffle(&mut all, cfg.seed);
     let n_val = ((all.len() as f64) * args.val_fraction).round() as usize;
     let val: Vec<Sample> = all
@@ -80,13 +80,16 @@ pub fn train(
         .into_iter()
         .map(|(s, _)| s)
         .collect();
-    // Block 0 the slices, block v their v-th views (`TrainConfig::views`).
-    let mut blocks: Vec<Sample> = all.iter().map(|(s, _)| s.clone()).collect();
-    for v in 0..cfg.views {
-        blocks.extend(all.iter().map(|(_, views)| views[v].clone()));
-    }
+    // Block 0 the slices, block v their v-th views (`TrainConfig::views`), moved, not copied.
     let train_slices = all.len();
-    drop(all);
+    let (mut blocks, views): (Vec<Sample>, Vec<Vec<Sample>>) = all.into_iter().unzip();
+    let mut per_view: Vec<Vec<Sample>> = vec![Vec::with_capacity(train_slices); cfg.views];
+    for slice_views in views {
+        for (v, sample) in slice_views.into_iter().enumerate() {
+            per_view[v].push(sample);
+        }
+    }
+    blocks.extend(per_view.into_iter().flatten());
     let all = blocks;
     let device = crate::backend::cpu().autodiff();
     // The seed fixes the head's initialisation too, not only the data order.
