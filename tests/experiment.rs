@@ -58,10 +58,12 @@ fn quick_experiment_runs_every_method_and_writes_its_outputs() {
     // Zero-shot SAM with ground-truth boxes finds the LV whatever the step budget.
     let sam = rows.iter().find(|r| r[0] == METHODS[0]).unwrap();
     assert!(sam[6].parse::<f64>().unwrap() > 0.8, "{csv}");
-    // Every trained method records its first and last epoch's loss.
+    // Every trained method records its first and last epoch's loss; a step budget leaves the
+    // epochs column empty.
     for row in rows.iter().filter(|r| r[0] != METHODS[0]) {
-        assert_eq!(row.len(), 13, "{csv}");
+        assert_eq!(row.len(), 14, "{csv}");
         assert!(row[11].parse::<f64>().unwrap() > 0.0, "{csv}");
+        assert_eq!(row[13], "", "{csv}");
     }
     // Resuming skips what the file holds and keeps it.
     let again = Command::new(env!("CARGO_BIN_EXE_autosam"))
