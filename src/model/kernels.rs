@@ -35,9 +35,13 @@ fn for_chunks(values: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + S
     }
 }
 
-/// Whether the kernels here apply: an f32 tensor on the CPU backend without gradients.
+/// Whether the kernels here apply: an f32 tensor on the CPU backend without autodiff. The
+/// device test alone is not enough: burn's device equality ignores autodiff, and a kernel that
+/// reads a tracked tensor's values cuts its graph (training heads then froze every layer before
+/// the kernel).
 pub fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
-    x.device() == Device::flex() && x.dtype() == burn::tensor::DType::F32
+    let device = x.device();
+    !device.is_autodiff() && device == Device::flex() && x.dtype() == burn::tensor::DType::F32
 }
 
 /// `0.5 x (1 + erf(x / sqrt 2))`, within 1e-6 max(1, |x|) of the exact value.
@@ -303,6 +307,62 @@ fn softmax_row<S: Simd>(row: &mut [f32], scale: f32, bias: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracked_tensors_keep_their_gradients() {
+        // Each kernel on an autodiff tensor: its gradient must be burn's op's gradient.
+        use burn::nn::LinearConfig;
+        use burn::nn::conv::Conv2dConfig;
+        let device = Device::flex().autodiff();
+        let input = |dims: [usize; 4]| {
+            let n = dims.iter().product();
+            Tensor::<4>::from_data(
+                TensorData::new(crate::backend::pattern(n, 5), dims),
+                &device,
+            )
+            .require_grad()
+        };
+        let grad_of = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+            let x = input([2, 6, 3, 4]);
+            let grads = (f(x.clone()) * f(x.clone())).sum().backward();
+            let g = x.grad(&grads).expect("a gradient reaches the input");
+            g.into_data().try_to_vec::<f32>().unwrap()
+        };
+        let layer = LinearConfig::new(4, 5).init(&device);
+        let conv = Conv2dConfig::new([6, 3], [1, 1]).init(&device);
+        let bias = input([1, 6, 3, 4]).detach();
+        let cases: [(
+            &str,
+            &dyn Fn(Tensor<4>) -> Tensor<4>,
+            &dyn Fn(Tensor<4>) -> Tensor<4>,
+        ); 4] = [
+            ("gelu", &|x| gelu(x), &|x| activation::gelu(x)),
+            ("linear", &|x| linear(&layer, x), &|x| layer.forward(x)),
+            (
+                "pointwise",
+                &|x| crate::model::common::conv(&conv, x),
+                &|x| conv.forward(x),
+            ),
+            (
+                "attention_softmax",
+                &|x| attention_softmax(x, 0.3, bias.clone()),
+                &|x| activation::softmax(x.mul_scalar(0.3) + bias.clone(), 3),
+            ),
+        ];
+        for (name, ours, burns) in cases {
+            let (a, b) = (grad_of(ours), grad_of(burns));
+            assert!(
+                b.iter().any(|v| v.abs() > 1e-6),
+                "{name}: burn's gradient is zero"
+            );
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * y.abs().max(1.0),
+                    "{name}: {x} against {y}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn matches_burns_gelu() {
