@@ -308,6 +308,8 @@ fn softmax_row<S: Simd>(row: &mut [f32], scale: f32, bias: &[f32]) {
 mod tests {
     use super::*;
 
+    type Op<'a> = dyn Fn(Tensor<4>) -> Tensor<4> + 'a;
+
     #[test]
     fn tracked_tensors_keep_their_gradients() {
         // Each kernel on an autodiff tensor: its gradient must be burn's op's gradient.
@@ -322,7 +324,7 @@ mod tests {
             )
             .require_grad()
         };
-        let grad_of = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+        let grad_of = |f: &Op| {
             let x = input([2, 6, 3, 4]);
             let grads = (f(x.clone()) * f(x.clone())).sum().backward();
             let g = x.grad(&grads).expect("a gradient reaches the input");
@@ -331,11 +333,7 @@ mod tests {
         let layer = LinearConfig::new(4, 5).init(&device);
         let conv = Conv2dConfig::new([6, 3], [1, 1]).init(&device);
         let bias = input([1, 6, 3, 4]).detach();
-        let cases: [(
-            &str,
-            &dyn Fn(Tensor<4>) -> Tensor<4>,
-            &dyn Fn(Tensor<4>) -> Tensor<4>,
-        ); 4] = [
+        let cases: [(&str, &Op, &Op); 4] = [
             ("gelu", &|x| gelu(x), &|x| activation::gelu(x)),
             ("linear", &|x| linear(&layer, x), &|x| layer.forward(x)),
             (
