@@ -271,11 +271,15 @@ pub fn predict<M: Segmenter>(model: &M, input: Tensor<4>, dense_pe: Tensor<4>) -
     model.logits(input, dense_pe).argmax(1).squeeze_dim(1)
 }
 
-/// Mean foreground Dice of the model's label maps on `samples` (blocking reads: native or the
-/// page's CPU backend).
-pub fn mean_dice<M: Segmenter>(model: &M, samples: &[Sample], dense_pe: &Tensor<4>) -> Option<f64> {
+/// The model's label maps for `samples`, one after another, [`VAL_BATCH`] at a time (blocking
+/// reads: native or the page's CPU backend).
+pub fn predict_all<M: Segmenter>(
+    model: &M,
+    samples: &[Sample],
+    dense_pe: &Tensor<4>,
+) -> Option<Vec<u8>> {
     let device = dense_pe.device();
-    let mut scores = Vec::new();
+    let mut out = Vec::new();
     for chunk in samples.chunks(VAL_BATCH) {
         let batch: Vec<&Sample> = chunk.iter().collect();
         let pred = predict(model, inputs(&batch, &device), dense_pe.clone())
@@ -283,9 +287,19 @@ pub fn mean_dice<M: Segmenter>(model: &M, samples: &[Sample], dense_pe: &Tensor<
             .convert::<i64>()
             .try_to_vec::<i64>()
             .ok()?;
-        let pred: Vec<u8> = pred.iter().map(|&v| v as u8).collect();
-        score_batch(chunk, &pred, model.classes(), &mut scores);
+        out.extend(pred.iter().map(|&v| v as u8));
     }
+    Some(out)
+}
+
+/// Mean foreground Dice of the model's label maps on `samples`, each slice scored alone.
+pub fn mean_dice<M: Segmenter>(model: &M, samples: &[Sample], dense_pe: &Tensor<4>) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let pred = predict_all(model, samples, dense_pe)?;
+    let mut scores = Vec::new();
+    score_batch(samples, &pred, model.classes(), &mut scores);
     crate::metrics::mean(scores)
 }
 

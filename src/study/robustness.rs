@@ -10,14 +10,14 @@ use std::path::Path;
 use burn::tensor::Tensor;
 
 use super::data::Case;
-use super::score::DiceTable;
+use super::score::{DiceTable, cpu_dense_pe};
 use crate::augment::Augment;
 use crate::error::{Error, Result};
 use crate::heads::Segmenter;
 use crate::heads::store::ClassInfo;
 use crate::metrics::dice;
 use crate::model::Sam;
-use crate::train::{Sample, VAL_BATCH, inputs, predict};
+use crate::train::{Sample, predict_all};
 
 /// One change a scan from elsewhere brings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,17 +115,8 @@ fn volume_dice<M: Segmenter>(
     samples: &[Sample],
     dense_pe: &Tensor<4>,
 ) -> Result<Vec<Option<f64>>> {
-    let device = dense_pe.device();
-    let mut pred = Vec::new();
-    for chunk in samples.chunks(VAL_BATCH) {
-        let batch: Vec<&Sample> = chunk.iter().collect();
-        let labels = predict(model, inputs(&batch, &device), dense_pe.clone())
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .map_err(|e| Error::Invalid(format!("{e:?}")))?;
-        pred.extend(labels.iter().map(|&v| v as u8));
-    }
+    let pred = predict_all(model, samples, dense_pe)
+        .ok_or_else(|| Error::Invalid("the head's label maps could not be read".into()))?;
     let truth: Vec<u8> = samples
         .iter()
         .flat_map(|s| s.labels.iter().copied())
@@ -146,10 +137,7 @@ pub fn table<M: Segmenter>(
     cache_dir: &Path,
     mut on_row: impl FnMut(&str),
 ) -> Result<String> {
-    let pe = sam
-        .prompt_encoder
-        .dense_pe()
-        .to_device::<4>(&crate::backend::cpu());
+    let pe = cpu_dense_pe(sam);
     let mut summary = DiceTable::for_classes(classes, &[]).header();
     summary = summary.replacen("| volume |", "| change |", 1);
     for &shift in shifts {

@@ -158,6 +158,13 @@ pub fn sam_box(
     ))
 }
 
+/// The prompt encoder's positional grid on the CPU backend, as the heads take it.
+pub fn cpu_dense_pe(sam: &Sam) -> Tensor<4> {
+    sam.prompt_encoder
+        .dense_pe()
+        .to_device::<4>(&crate::backend::cpu())
+}
+
 /// A head's per-class 3-D Dice on labelled volumes: the markdown table, each row also handed to
 /// `on_row` as it is made.
 pub fn head_table<M: Segmenter>(
@@ -168,10 +175,7 @@ pub fn head_table<M: Segmenter>(
     cache_dir: &Path,
     mut on_row: impl FnMut(&str),
 ) -> Result<String> {
-    let pe = sam
-        .prompt_encoder
-        .dense_pe()
-        .to_device::<4>(&crate::backend::cpu());
+    let pe = cpu_dense_pe(sam);
     let mut table = DiceTable::for_classes(classes, &[]);
     let mut out = table.header();
     on_row(out.trim_end());
