@@ -265,9 +265,13 @@ impl Case {
             .iter()
             .map(|(z, a)| a.image(self.image(*z), s, s).repeat(3))
             .collect();
+        // The slices' own inputs are not copied only to be replaced.
+        let p = &self.prepared;
         let prepared = PreparedVolume {
+            dims: p.dims,
+            axis: p.axis,
+            letterbox: p.letterbox,
             inputs: images,
-            ..self.prepared.clone()
         };
         let tag = format!("{}:{tag}", sam.config.encoder_id());
         let key = cache::key(self.key.as_bytes(), &tag);
