@@ -10,6 +10,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::heads::Segmenter;
+use crate::model::common::conv_transpose;
 
 /// Channels per level, from the full-resolution level down to the bottleneck.
 pub const WIDTHS: [usize; 4] = [16, 32, 64, 128];
@@ -164,9 +165,9 @@ impl UNet {
         let mut x = skips.pop().expect("at least one level");
         for (up, dec) in self.ups.iter().zip(&self.decoders) {
             let skip = skips.pop().expect("one skip per up");
-            x = dec.forward(Tensor::cat(vec![up.forward(x), skip], 1));
+            x = dec.forward(Tensor::cat(vec![conv_transpose(up, x), skip], 1));
         }
-        crate::heads::pointwise(&self.classifier, x)
+        crate::model::common::conv(&self.classifier, x)
     }
 }
 

@@ -8,6 +8,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::model::common;
+
 #[derive(Module, Debug)]
 pub struct CnnHead {
     pub widen: Conv2d,
@@ -54,15 +56,15 @@ impl CnnHead {
 
     /// [B, C, H, W] -> logits [B, classes, 4H, 4W].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.widen.forward(x));
-        let mut x = relu(self.narrow.forward(x));
+        let x = relu(common::conv(&self.widen, x));
+        let mut x = relu(common::conv(&self.narrow, x));
         for block in &self.blocks {
             x = relu(block.forward(x.clone())) + x;
         }
-        let x = relu(self.up1.forward(x));
+        let x = relu(common::conv_transpose(&self.up1, x));
         let x = relu(self.refine1.forward(x));
-        let x = relu(self.up2.forward(x));
+        let x = relu(common::conv_transpose(&self.up2, x));
         let x = relu(self.refine2.forward(x));
-        super::pointwise(&self.classifier, x)
+        common::conv(&self.classifier, x)
     }
 }

@@ -32,6 +32,6 @@ impl LinearHead {
 
     /// [B, C, H, W] -> logits [B, classes, 4H, 4W].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        super::pointwise(&self.classifier, self.output_upscaling.forward(x))
+        crate::model::common::conv(&self.classifier, self.output_upscaling.forward(x))
     }
 }

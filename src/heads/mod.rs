@@ -88,23 +88,6 @@ impl std::str::FromStr for HeadKind {
     }
 }
 
-/// A 1x1 convolution as a matrix product over the channels: the same values, but its weight
-/// gradient is a matmul. burn computes a convolution's weight gradient as a convolution of the
-/// batch-transposed input with the output gradient as its kernel; with a batch of 4 or less and
-/// 16 or fewer classes burn-flex takes its direct small-channel path for it, a 256x256 kernel,
-/// and that was most of a linear head's training step.
-pub fn pointwise(conv: &burn::nn::conv::Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    let k = conv.weight.dims()[0];
-    let weight = conv.weight.val().reshape([1, k, c]).repeat_dim(0, b);
-    let y = weight.matmul(x.reshape([b, c, h * w]));
-    let y = match &conv.bias {
-        Some(bias) => y + bias.val().reshape([1, k, 1]),
-        None => y,
-    };
-    y.reshape([b, k, h, w])
-}
-
 #[derive(Module, Debug)]
 pub enum Head {
     AutoSam(AutoSamHead),

@@ -6,7 +6,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::ConvTranspose2d;
 use burn::tensor::{Device, Tensor};
 
-use super::common::{LayerNorm2d, Mlp};
+use super::common::{LayerNorm2d, Mlp, conv_transpose};
 use super::transformer::TwoWayTransformer;
 use super::weights::{Weights, conv_transpose2d, param};
 use crate::error::Result;
@@ -42,8 +42,8 @@ impl OutputUpscaling {
 
     /// [B, C, H, W] -> [B, C/8, 4H, 4W]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = gelu(self.norm.forward(self.conv1.forward(x)));
-        gelu(self.conv2.forward(x))
+        let x = gelu(self.norm.forward(conv_transpose(&self.conv1, x)));
+        gelu(conv_transpose(&self.conv2, x))
     }
 }
 
