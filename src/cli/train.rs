@@ -9,6 +9,7 @@ use autosam::error::Result;
 use autosam::heads::store::HeadInfo;
 use autosam::heads::{Head, HeadKind};
 use autosam::model::{Sam, Weights};
+use autosam::study::curves;
 use autosam::study::data::{at, load_cases};
 use autosam::study::heads::{TrainArgs, default_head, load_head, train};
 use autosam::study::robustness::{self, Shift};
@@ -171,5 +172,28 @@ fn open_head(path: Option<&Path>, sam: &Sam, weights: &Weights) -> Result<(Head,
     match path {
         Some(path) => load_head(path, sam, weights),
         None => default_head(sam, weights),
+    }
+}
+
+/// Training loss and validation Dice per epoch from checkpoint folders (`train --checkpoint`),
+/// each run continuing the one before: a markdown table, and an SVG plot with --plot.
+#[derive(clap::Args)]
+pub struct Curves {
+    /// Checkpoint folders in the order the runs ran, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    runs: Vec<PathBuf>,
+    /// Draw the curves into this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+impl Curves {
+    pub fn run(self) -> Result<()> {
+        let stages = curves::load(&self.runs)?;
+        print!("{}", curves::table(&stages));
+        if let Some(path) = &self.plot {
+            curves::plot(&stages, path)?;
+        }
+        Ok(())
     }
 }

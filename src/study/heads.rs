@@ -50,6 +50,14 @@ const CHECKPOINT_HEAD: &str = "head.safetensors";
 const CHECKPOINT_OPTIMIZER: &str = "optimizer.bpk";
 const CHECKPOINT_STATE: &str = "state.json";
 
+/// The epochs a checkpoint folder (`TrainArgs::checkpoint`) has recorded, oldest first.
+pub fn checkpoint_history(dir: &Path) -> Result<Vec<Progress>> {
+    let path = dir.join(CHECKPOINT_STATE);
+    let text = std::fs::read_to_string(&path).map_err(|e| at(&path, e))?;
+    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| at(&path, e))?;
+    Ok(state.history)
+}
+
 fn record_error(path: &Path, e: impl std::fmt::Debug) -> Error {
     at(path, format!("{e:?}"))
 }

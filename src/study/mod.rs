@@ -4,6 +4,7 @@
 //! ([`quantization`]). Progress goes to the `log` crate; results are
 //! returned.
 
+pub mod curves;
 pub mod data;
 pub mod embedding_map;
 pub mod experiment;
