@@ -47,7 +47,7 @@ pub fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
 /// `0.5 x (1 + erf(x / sqrt 2))`, within 1e-6 max(1, |x|) of the exact value.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !on_flex(&x) {
-        return activation::gelu(x);
+        return super::tracked::gelu(x).unwrap_or_else(activation::gelu);
     }
     let device = x.device();
     let mut data = x.into_data();
@@ -243,6 +243,67 @@ fn gelu_in_place<S: Simd>(values: &mut [f32]) {
     }
 }
 
+/// `grad * d gelu(x) / dx = grad * (Phi(x) + x phi(x))`, in place over `grad`, for
+/// [`super::tracked`]: the same rational erf as [`gelu_vector`] and [`exp_vector`].
+pub(crate) fn gelu_grad(x: &[f32], grad: &mut [f32]) {
+    assert_eq!(x.len(), grad.len(), "one input value per gradient value");
+    for_chunks(grad, 1, |start, g| {
+        gelu_grad_in_place(&x[start..start + g.len()], g)
+    });
+}
+
+/// The standard normal density at zero, 1 / sqrt(2 pi).
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+fn gelu_grad_scalar(x: f32) -> f32 {
+    let z = (x * std::f32::consts::FRAC_1_SQRT_2).clamp(-4.0, 4.0);
+    let z2 = z * z;
+    let p = ERF_P[1..].iter().fold(ERF_P[0], |acc, &c| acc * z2 + c);
+    let q = ERF_Q[1..].iter().fold(ERF_Q[0], |acc, &c| acc * z2 + c);
+    0.5 * (1.0 + z * p / q) + x * INV_SQRT_2PI * (-0.5 * x * x).max(-87.0).exp()
+}
+
+#[macerator::with_simd]
+fn gelu_grad_in_place<S: Simd>(x: &[f32], grad: &mut [f32]) {
+    let lanes = <f32 as Scalar>::lanes::<S>();
+    let body = grad.len() / lanes * lanes;
+    for (xs, gs) in x[..body]
+        .chunks_exact(lanes)
+        .zip(grad[..body].chunks_exact_mut(lanes))
+    {
+        // SAFETY: each chunk holds exactly `lanes` values.
+        unsafe {
+            let v = vload_unaligned::<S, f32>(xs.as_ptr());
+            let g = vload_unaligned::<S, f32>(gs.as_ptr());
+            let z = (v * std::f32::consts::FRAC_1_SQRT_2.splat::<S>())
+                .max((-4.0f32).splat::<S>())
+                .min(4.0f32.splat::<S>());
+            let z2 = z * z;
+            let mut p = ERF_P[0].splat::<S>();
+            for &c in &ERF_P[1..] {
+                p = p * z2 + c.splat::<S>();
+            }
+            let mut q = ERF_Q[0].splat::<S>();
+            for &c in &ERF_Q[1..] {
+                q = q * z2 + c.splat::<S>();
+            }
+            let cdf = 0.5f32.splat::<S>() * (1.0f32.splat::<S>() + z * p / q);
+            let pdf = INV_SQRT_2PI.splat::<S>() * exp_vector::<S>((-0.5f32).splat::<S>() * v * v);
+            vstore_unaligned::<S, f32>(gs.as_mut_ptr(), g * (cdf + v * pdf));
+        }
+    }
+    for (x, g) in x[body..].iter().zip(&mut grad[body..]) {
+        *g *= gelu_grad_scalar(*x);
+    }
+}
+
+/// GELU over a slice into a new buffer, for [`super::tracked`].
+pub(crate) fn gelu_values(x: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for_chunks(&mut out, 1, |_, c| gelu_in_place(c));
+    out
+}
+
 /// exp for x <= 88: 2^k e^r with r in [-ln 2 / 2, ln 2 / 2] and a degree-6 Taylor polynomial
 /// (relative error about 2e-7); below -87 it returns 2^-126 e^r, which a softmax sums as zero.
 #[inline(always)]
@@ -333,8 +394,11 @@ mod tests {
         let layer = LinearConfig::new(4, 5).init(&device);
         let conv = Conv2dConfig::new([6, 3], [1, 1]).init(&device);
         let bias = input([1, 6, 3, 4]).detach();
-        let cases: [(&str, &Op, &Op); 4] = [
+        let cases: [(&str, &Op, &Op); 5] = [
             ("gelu", &|x| gelu(x), &|x| activation::gelu(x)),
+            ("gelu over [-6, 6)", &|x| gelu(x.mul_scalar(6.0)), &|x| {
+                activation::gelu(x.mul_scalar(6.0))
+            }),
             ("linear", &|x| linear(&layer, x), &|x| layer.forward(x)),
             (
                 "pointwise",

@@ -11,6 +11,7 @@ pub mod mask_decoder;
 pub mod prompt_encoder;
 pub mod sam;
 pub mod tiny_vit;
+mod tracked;
 pub mod transformer;
 pub mod weights;
 
