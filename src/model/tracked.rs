@@ -5,7 +5,9 @@
 //! extension points (`Tensor::try_into_primitive`, `Backward`). Values within the kernels'
 //! 1e-6 of burn's; other devices keep burn's op.
 
+use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::activation;
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -15,14 +17,10 @@ use burn_flex::FlexTensor;
 
 use super::kernels;
 
-/// GELU of a tracked f32 tensor on the CPU backend; `Err(x)` gives `x` back untouched on any
-/// other tensor.
-pub fn gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
-    if x.dtype() != DType::F32 || !x.device().is_autodiff() {
-        return Err(x);
-    }
-    let Ok(tracked) = x.clone().try_into_primitive::<Autodiff<Flex>>() else {
-        return Err(x);
+/// GELU; on a tracked f32 tensor on the CPU backend with the backward below, elsewhere burn's.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let Some(tracked) = on_tracked_flex(&x) else {
+        return activation::gelu(x);
     };
     let input = contiguous(tracked.primitive());
     let values = input.as_slice::<f32>().expect("a contiguous f32 tensor");
@@ -35,7 +33,15 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
         OpsKind::Tracked(prep) => prep.finish(input, output),
         OpsKind::UnTracked(prep) => prep.finish(output),
     };
-    Ok(Tensor::from_primitive::<Autodiff<Flex>>(out))
+    Tensor::from_primitive::<Autodiff<Flex>>(out)
+}
+
+/// `x`'s autodiff CPU primitive when `x` is an f32 tensor on the CPU backend with autodiff.
+fn on_tracked_flex<const D: usize>(x: &Tensor<D>) -> Option<FloatTensor<Autodiff<Flex>>> {
+    if x.dtype() != DType::F32 || !x.device().is_autodiff() {
+        return None;
+    }
+    x.clone().try_into_primitive::<Autodiff<Flex>>().ok()
 }
 
 /// The backward step; its state is GELU's input.
@@ -79,10 +85,10 @@ mod tests {
     use burn::tensor::{Device, Tensor};
 
     #[test]
-    fn takes_tracked_cpu_tensors_and_gives_back_others() {
+    fn takes_tracked_cpu_tensors_only() {
         let tracked = Tensor::<2>::ones([2, 3], &Device::flex().autodiff()).require_grad();
-        assert!(super::gelu(tracked).is_ok());
+        assert!(super::on_tracked_flex(&tracked).is_some());
         let plain = Tensor::<2>::ones([2, 3], &Device::flex());
-        assert!(super::gelu(plain).is_err());
+        assert!(super::on_tracked_flex(&plain).is_none());
     }
 }
