@@ -203,15 +203,21 @@ const ERF_Q: [f32; 5] = [
 
 /// The same operations in the same order as the vector kernel, for the tail.
 fn gelu_scalar(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_scaled_scalar(x))
+}
+
+/// `erf(x / sqrt 2)` by the rational approximation, with `x / sqrt 2` clamped to [-4, 4].
+fn erf_scaled_scalar(x: f32) -> f32 {
     let z = (x * std::f32::consts::FRAC_1_SQRT_2).clamp(-4.0, 4.0);
     let z2 = z * z;
     let p = ERF_P[1..].iter().fold(ERF_P[0], |acc, &c| acc * z2 + c);
     let q = ERF_Q[1..].iter().fold(ERF_Q[0], |acc, &c| acc * z2 + c);
-    0.5 * x * (1.0 + z * p / q)
+    z * p / q
 }
 
+/// [`erf_scaled_scalar`] on a vector, the same operations in the same order.
 #[inline(always)]
-fn gelu_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
+fn erf_scaled_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
     let z = (x * std::f32::consts::FRAC_1_SQRT_2.splat::<S>())
         .max((-4.0f32).splat::<S>())
         .min(4.0f32.splat::<S>());
@@ -224,7 +230,12 @@ fn gelu_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
     for &c in &ERF_Q[1..] {
         q = q * z2 + c.splat::<S>();
     }
-    0.5f32.splat::<S>() * x * (1.0f32.splat::<S>() + z * p / q)
+    z * p / q
+}
+
+#[inline(always)]
+fn gelu_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
+    0.5f32.splat::<S>() * x * (1.0f32.splat::<S>() + erf_scaled_vector::<S>(x))
 }
 
 #[macerator::with_simd]
@@ -256,11 +267,7 @@ pub(crate) fn gelu_grad(x: &[f32], grad: &mut [f32]) {
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 fn gelu_grad_scalar(x: f32) -> f32 {
-    let z = (x * std::f32::consts::FRAC_1_SQRT_2).clamp(-4.0, 4.0);
-    let z2 = z * z;
-    let p = ERF_P[1..].iter().fold(ERF_P[0], |acc, &c| acc * z2 + c);
-    let q = ERF_Q[1..].iter().fold(ERF_Q[0], |acc, &c| acc * z2 + c);
-    0.5 * (1.0 + z * p / q) + x * INV_SQRT_2PI * (-0.5 * x * x).max(-87.0).exp()
+    0.5 * (1.0 + erf_scaled_scalar(x)) + x * INV_SQRT_2PI * (-0.5 * x * x).max(-87.0).exp()
 }
 
 #[macerator::with_simd]
@@ -275,19 +282,7 @@ fn gelu_grad_in_place<S: Simd>(x: &[f32], grad: &mut [f32]) {
         unsafe {
             let v = vload_unaligned::<S, f32>(xs.as_ptr());
             let g = vload_unaligned::<S, f32>(gs.as_ptr());
-            let z = (v * std::f32::consts::FRAC_1_SQRT_2.splat::<S>())
-                .max((-4.0f32).splat::<S>())
-                .min(4.0f32.splat::<S>());
-            let z2 = z * z;
-            let mut p = ERF_P[0].splat::<S>();
-            for &c in &ERF_P[1..] {
-                p = p * z2 + c.splat::<S>();
-            }
-            let mut q = ERF_Q[0].splat::<S>();
-            for &c in &ERF_Q[1..] {
-                q = q * z2 + c.splat::<S>();
-            }
-            let cdf = 0.5f32.splat::<S>() * (1.0f32.splat::<S>() + z * p / q);
+            let cdf = 0.5f32.splat::<S>() * (1.0f32.splat::<S>() + erf_scaled_vector::<S>(v));
             let pdf = INV_SQRT_2PI.splat::<S>() * exp_vector::<S>((-0.5f32).splat::<S>() * v * v);
             vstore_unaligned::<S, f32>(gs.as_mut_ptr(), g * (cdf + v * pdf));
         }
