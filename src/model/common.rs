@@ -163,10 +163,13 @@ pub fn conv_transpose(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     // [Cin, Cout, 2, 2] -> [1, Cout * 4, Cin]: row (o, dy, dx) maps a pixel's channels to one
     // of its four outputs.
     let weight = conv.weight.val().reshape([cin, cout * 4]).transpose();
-    let y = weight.unsqueeze::<3>().matmul(x.reshape([b, cin, h * w]));
+    let y = weight
+        .unsqueeze::<3>()
+        .matmul(x.reshape([b, cin, h * w]))
+        .reshape([b, cout, 4 * h * w]);
     let y = match &conv.bias {
-        Some(bias) => y.reshape([b, cout, 4 * h * w]) + bias.val().reshape([1, cout, 1]),
-        None => y.reshape([b, cout, 4 * h * w]),
+        Some(bias) => y + bias.val().reshape([1, cout, 1]),
+        None => y,
     };
     y.reshape([b, cout, 2, 2, h, w])
         .permute([0, 1, 4, 2, 5, 3])
