@@ -116,15 +116,7 @@ pub fn plot(stages: &[Stage], path: &Path) -> Result<()> {
             .draw_secondary_series(dice.into_iter().map(|p| Circle::new(p, 3, color.filled())))
             .map_err(|e| err(&e))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+    super::plot::legend_and_save(&mut chart, &root, SeriesLabelPosition::LowerRight, path)
 }
 
 #[cfg(test)]

@@ -192,14 +192,7 @@ pub fn plot(points: &[Point], classes: &[String], palette: &[&str], path: &Path)
             .map(|p| Cross::new((p.xy[0] as f64, p.xy[1] as f64), 3, color.stroke_width(2)));
         chart.draw_series(crosses).map_err(|e| err(&e))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+    super::plot::legend_and_save(&mut chart, &root, SeriesLabelPosition::MiddleRight, path)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod data;
 pub mod embedding_map;
 pub mod experiment;
 pub mod heads;
+pub mod plot;
 pub mod quantization;
 pub mod robustness;
 pub mod score;

@@ -462,15 +462,7 @@ fn plot(runs: &[Run], path: &Path) -> Result<()> {
                 .map_err(|e| err(&e))?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+    crate::study::plot::legend_and_save(&mut chart, &root, SeriesLabelPosition::UpperRight, path)
 }
 
 #[cfg(test)]
