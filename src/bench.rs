@@ -29,11 +29,32 @@ pub struct Measurement {
     pub load_ms: f64,
     pub encode_ms: f64,
     pub decode_ms: f64,
-    /// One AutoSAM-head training step on a batch of 4 embeddings (CPU only: a step on a
-    /// software Vulkan adapter takes minutes).
+    /// One AutoSAM-head training step on a batch of 4 embeddings (not on a software adapter,
+    /// where a step takes minutes).
     pub train_ms: Option<f64>,
+    /// Each head kind's inference per slice over a batch of [`HEAD_BATCH`] embeddings, as
+    /// Segment runs it on a volume (not on a software adapter).
+    #[serde(default)]
+    pub head_ms: Vec<(String, f64)>,
+    /// Away from the CPU backend: the largest difference from the CPU backend's output on the
+    /// same input and weights, in the embedding and in the box decoder's mask logits.
+    #[serde(default)]
+    pub agreement: Option<Agreement>,
     pub peak_rss_mib: f64,
 }
+
+#[derive(Serialize, Deserialize)]
+pub struct Agreement {
+    pub embedding_max_diff: f64,
+    pub embedding_max_abs: f64,
+    pub mask_logit_max_diff: f64,
+}
+
+/// Slices per batch in the head-inference timing.
+const HEAD_BATCH: usize = 8;
+
+/// A box inside the bench slice.
+const BENCH_BOX: [f32; 4] = [60.0, 60.0, 180.0, 170.0];
 
 /// The allocator setting `main` changes, measured against mimalloc's own default in the same
 /// run: the default gives freed pages back to the kernel after this many ms.
@@ -50,33 +71,32 @@ fn peak_rss_mib() -> f64 {
 
 /// The name wgpu gives the adapter a default high-performance request gets, which is the one
 /// burn's default wgpu device takes.
-fn wgpu_adapter() -> Option<String> {
+fn wgpu_adapter() -> Option<wgpu::AdapterInfo> {
     let instance = wgpu::Instance::default();
     let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
         power_preference: wgpu::PowerPreference::HighPerformance,
         ..Default::default()
     }))
     .ok()?;
-    let info = adapter.get_info();
-    Some(format!(
-        "{} ({:?}, {:?})",
-        info.name, info.backend, info.device_type
-    ))
+    Some(adapter.get_info())
 }
 
 /// One backend, in this process: prints a JSON line for the parent.
 pub fn child(name: &str, weights: &Path, repeats: usize) -> Result<()> {
-    let (device, adapter) = match name {
-        "flex" => (backend::cpu(), "CPU".to_string()),
+    // A software adapter (llvmpipe, SwiftShader) takes minutes for what a GPU does in
+    // milliseconds, so only the encoder and the box decoder are timed there.
+    let (device, adapter, software) = match name {
+        "flex" => (backend::cpu(), "CPU".to_string(), false),
         #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
-        "ndarray" => (Device::ndarray(), "CPU".to_string()),
+        "ndarray" => (Device::ndarray(), "CPU".to_string(), false),
         "wgpu" => {
-            let adapter = wgpu_adapter().ok_or_else(|| Error::Invalid("no wgpu adapter".into()))?;
+            let info = wgpu_adapter().ok_or_else(|| Error::Invalid("no wgpu adapter".into()))?;
             let device = Device::wgpu_options()
                 .init()
                 .map_err(|e| Error::Invalid(format!("wgpu: {e}")))?;
-            (device, adapter)
+            let adapter = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
+            (device, adapter, info.device_type == wgpu::DeviceType::Cpu)
         }
         other => {
             return Err(Error::Invalid(format!(
@@ -93,12 +113,19 @@ pub fn child(name: &str, weights: &Path, repeats: usize) -> Result<()> {
     let encode_ms = time_ms(repeats, || sam.encode(&input).into_data().num_elements());
     let embedding = sam.encode(&input);
     let decode_ms = time_ms(repeats, || {
-        let pred = sam.decode_boxes(embedding.clone(), &[[60.0, 60.0, 180.0, 170.0]]);
+        let pred = sam.decode_boxes(embedding.clone(), &[BENCH_BOX]);
         pred.masks.into_data().num_elements()
     });
-    let train_ms = (name != "wgpu")
-        .then(|| train_step_ms(&sam, &weights, embedding, &device, repeats))
+    let agreement = (name != "flex")
+        .then(|| agreement(&sam, &weights, &input, embedding.clone()))
         .transpose()?;
+    let (train_ms, head_ms) = if software {
+        (None, Vec::new())
+    } else {
+        let heads = head_ms(&sam, &weights, embedding.clone(), &device, repeats)?;
+        let train = train_step_ms(&sam, &weights, embedding, &device, repeats)?;
+        (Some(train), heads)
+    };
     let m = Measurement {
         backend: name.into(),
         adapter,
@@ -106,6 +133,8 @@ pub fn child(name: &str, weights: &Path, repeats: usize) -> Result<()> {
         encode_ms,
         decode_ms,
         train_ms,
+        head_ms,
+        agreement,
         peak_rss_mib: peak_rss_mib(),
     };
     println!(
@@ -113,6 +142,68 @@ pub fn child(name: &str, weights: &Path, repeats: usize) -> Result<()> {
         serde_json::to_string(&m).map_err(|e| Error::Invalid(e.to_string()))?
     );
     Ok(())
+}
+
+/// The embedding and the box decoder's mask logits of `sam` against the CPU backend's on the
+/// same input and weights.
+fn agreement(
+    sam: &Sam,
+    weights: &crate::model::Weights,
+    input: &[f32],
+    embedding: burn::tensor::Tensor<4>,
+) -> Result<Agreement> {
+    let cpu = Sam::load(weights, sam.config.clone(), &backend::cpu())?;
+    let reference = cpu.encode(input);
+    let masks = |s: &Sam, e| s.decode_boxes(e, &[BENCH_BOX]).masks;
+    let (ours, theirs) = (
+        masks(sam, embedding.clone()),
+        masks(&cpu, reference.clone()),
+    );
+    let reference = values(reference)?;
+    Ok(Agreement {
+        embedding_max_diff: max_diff(&values(embedding)?, &reference),
+        embedding_max_abs: reference.iter().fold(0.0, |m, v| m.max(v.abs() as f64)),
+        mask_logit_max_diff: max_diff(&values(ours)?, &values(theirs)?),
+    })
+}
+
+fn values(t: burn::tensor::Tensor<4>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Invalid(format!("{e:?}")))
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .fold(0.0, |m, (x, y)| m.max((x - y).abs() as f64))
+}
+
+/// Median ms per slice of each head kind's forward over [`HEAD_BATCH`] copies of the bench
+/// embedding (4 classes; the weights' values do not change the cost).
+fn head_ms(
+    sam: &Sam,
+    weights: &crate::model::Weights,
+    embedding: burn::tensor::Tensor<4>,
+    device: &Device,
+    repeats: usize,
+) -> Result<Vec<(String, f64)>> {
+    let classes = crate::heads::store::cardiac_classes().len();
+    let batch = burn::tensor::Tensor::cat(vec![embedding; HEAD_BATCH], 0);
+    let dense_pe = sam.dense_pe.clone();
+    HeadKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let head = Head::new(kind, classes, weights, device)?;
+            let ms = time_ms(repeats, || {
+                head.forward(batch.clone(), dense_pe.clone())
+                    .into_data()
+                    .num_elements()
+            });
+            Ok((kind.as_str().to_string(), ms / HEAD_BATCH as f64))
+        })
+        .collect()
 }
 
 /// Median ms of an AutoSAM-head training step (3 classes, batch 4, the paper's Adam) on the
@@ -216,27 +307,40 @@ pub fn run(weights: &Path, repeats: usize, out: Option<&Path>) -> Result<()> {
         "LiteMedSAM encoder, one 256x256 slice, native, {threads} threads; median of {repeats} runs \
          after a warm-up (`cargo run --release{features} -- bench --repeats {repeats}`). Peak memory is the \
          process's peak resident set (weights, activations and runtime; GPU memory is not in it). \
-         The train step is one AutoSAM-head step (3 classes, 4 embeddings, Adam). The CLI keeps \
-         the memory it frees; the second row is mimalloc's default, which hands it back to the kernel.\n\n\
-         | backend | adapter | encoder ms/slice | vs ONNX Runtime | box decoder ms | train step ms | model load ms | peak RSS MiB |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|\n"
+         The train step is one AutoSAM-head step (3 classes, 4 embeddings, Adam); head inference is \
+         per slice over a batch of {HEAD_BATCH} (4 classes). Away from the CPU backend, the last column \
+         is the largest difference from the CPU backend's embedding (of values up to the given size) and \
+         box-mask logits on the same slice. The CLI keeps the memory it frees; the second row is \
+         mimalloc's default, which hands it back to the kernel.\n\n\
+         | backend | adapter | encoder ms/slice | vs ONNX Runtime | box decoder ms | train step ms | head ms/slice (AutoSAM / CNN / linear) | model load ms | peak RSS MiB | vs CPU backend |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
     );
     for m in &rows {
         table.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2}x | {:.0} | {} | {:.0} | {:.0} |\n",
+            "| {} | {} | {:.0} | {:.2}x | {:.0} | {} | {} | {:.0} | {:.0} | {} |\n",
             m.backend,
             m.adapter,
             m.encode_ms,
             m.encode_ms / ort,
             m.decode_ms,
             m.train_ms.map_or("-".into(), |t| format!("{t:.0}")),
+            if m.head_ms.is_empty() {
+                "-".to_string()
+            } else {
+                let ms: Vec<String> = m.head_ms.iter().map(|(_, t)| format!("{t:.1}")).collect();
+                ms.join(" / ")
+            },
             m.load_ms,
-            m.peak_rss_mib
+            m.peak_rss_mib,
+            m.agreement.as_ref().map_or("-".into(), |a| format!(
+                "embedding {:.1e} (of {:.2}), mask logits {:.1e}",
+                a.embedding_max_diff, a.embedding_max_abs, a.mask_logit_max_diff
+            )),
         ));
     }
     for (name, two, one) in REFERENCE {
         table.push_str(&format!(
-            "| {name} (issue's figure, 2 threads; 1 thread: {one:.0} ms) | CPU | {two:.0} | {:.2}x | | | | |\n",
+            "| {name} (issue's figure, 2 threads; 1 thread: {one:.0} ms) | CPU | {two:.0} | {:.2}x | | | | | | |\n",
             two / ort
         ));
     }
