@@ -3,6 +3,7 @@
 use crate::baselines::simclr::PretrainConfig;
 use crate::error::{Error, Result};
 use crate::heads::HeadKind;
+use crate::train::shuffle;
 
 /// A method of the study: SAM with boxes, a head on the frozen encoder, or a UNet baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,6 +137,35 @@ impl Plan {
         self.methods.is_empty() || self.methods.contains(&method)
     }
 
+    /// The labelled patients of each of `draws` draws of `k` from the pool: draw d is the pool
+    /// shuffled with seed `k * 1000 + d`, reshuffled with a further seed while it would repeat
+    /// an earlier draw's set, so that several draws measure several patient sets wherever the
+    /// pool has that many.
+    pub fn draws(&self, k: usize, draws: usize) -> Vec<Vec<String>> {
+        const RESEEDS: u64 = 64;
+        let mut sets: Vec<Vec<String>> = Vec::with_capacity(draws);
+        for draw in 0..draws {
+            let pick = |retry: u64| {
+                let mut pool = self.pool.clone();
+                shuffle(&mut pool, (k * 1000 + draw) as u64 + retry * 100_000);
+                pool.truncate(k);
+                pool
+            };
+            let sorted = |set: &[String]| {
+                let mut s = set.to_vec();
+                s.sort();
+                s
+            };
+            let fresh = |set: &[String]| sets.iter().all(|s| sorted(s) != sorted(set));
+            let set = (0..RESEEDS)
+                .map(pick)
+                .find(|set| fresh(set))
+                .unwrap_or_else(|| pick(0));
+            sets.push(set);
+        }
+        sets
+    }
+
     /// Keeps the Ks and methods named (`1:2,8:1` gives K and draws; an empty list keeps all).
     pub fn select(&mut self, ks: &[(usize, usize)], methods: &[Method]) {
         if !ks.is_empty() {
@@ -206,6 +236,37 @@ mod tests {
         assert_eq!(parse_k("8").unwrap(), (8, 1));
         assert_eq!(parse_k("1:3").unwrap(), (1, 3));
         assert!(parse_k("0:2").is_err() && parse_k("x").is_err());
+    }
+
+    #[test]
+    fn draws_are_distinct_sets_where_the_pool_allows() {
+        let mut plan = Plan::full();
+        for (k, draws) in [(1, 3), (2, 3), (4, 3)] {
+            let sets = plan.draws(k, draws);
+            assert!(sets.iter().all(|s| s.len() == k));
+            for (i, a) in sets.iter().enumerate() {
+                for b in &sets[..i] {
+                    let (mut a, mut b) = (a.clone(), b.clone());
+                    a.sort();
+                    b.sort();
+                    assert_ne!(a, b, "K={k}: a draw repeats an earlier one");
+                }
+            }
+        }
+        // Seed 1002 alone gives patient006 again, as draw 0 did: the runs already recorded
+        // keep their patients, and the third draw moves on.
+        let sets = plan.draws(1, 3);
+        assert_eq!(sets[0], ["patient006"]);
+        assert_eq!(sets[1], ["patient012"]);
+        assert_ne!(sets[2], ["patient006"]);
+        let pairs = plan.draws(2, 3);
+        assert_eq!(
+            pairs[..2],
+            [["patient004", "patient018"], ["patient019", "patient011"]]
+        );
+        // A pool of one: every draw is that patient.
+        plan.pool.truncate(1);
+        assert_eq!(plan.draws(1, 2), vec![vec!["patient001".to_string()]; 2]);
     }
 
     #[test]

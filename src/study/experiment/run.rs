@@ -20,7 +20,7 @@ use crate::study::data::{
     Case, Pair, at, cases_of, labelled_pairs, load_cases, pairs_of, read_volume,
 };
 use crate::study::score::{box_segment_volume, class_means};
-use crate::train::{Sample, TrainConfig, fit, shuffle};
+use crate::train::{Sample, TrainConfig, fit};
 
 /// Where an experiment reads and writes, and what it runs.
 pub struct ExperimentArgs {
@@ -62,8 +62,13 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     let mut runs: Vec<Run> = Vec::new();
     let outputs = Outputs::new(&args.out, &args.name, plan.budget, args.resume)?;
     // Runs another process (or an earlier part) has already written.
-    let done = |method: Method, k: usize, draw: usize| -> Result<bool> {
-        Ok(args.resume && outputs.read()?.iter().any(|r| r.is(method, k, draw)))
+    // A row of other patients (drawn before draws were kept distinct) is run again.
+    let done = |method: Method, k: usize, draw: usize, chosen: &[String]| -> Result<bool> {
+        Ok(args.resume
+            && outputs
+                .read()?
+                .iter()
+                .any(|r| r.is(method, k, draw) && r.patients == chosen))
     };
     let summary = |runs: &[Run], simclr_s: Option<f64>| Summary {
         wall_s: started.elapsed().as_secs_f64(),
@@ -75,7 +80,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     // SAM with ground-truth boxes needs no training: one score, drawn as a line.
     let t = Instant::now();
     let mut per_volume = Vec::new();
-    let sam_box = plan.runs(Method::SamBox) && !done(Method::SamBox, 0, 0)?;
+    let sam_box = plan.runs(Method::SamBox) && !done(Method::SamBox, 0, 0, &[])?;
     for case in test.iter().filter(|_| sam_box) {
         let pred = box_segment_volume(sam, &case.prepared, &case.truth, |z| {
             case.embeddings.slice(z, &cpu)
@@ -103,7 +108,9 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     let ad = cpu.autodiff();
     let simclr_needed = plan.runs(Method::UNetSimclr)
         && plan.ks.iter().any(|&(k, draws)| {
-            (0..draws).any(|d| !done(Method::UNetSimclr, k, d).unwrap_or(false))
+            let sets = plan.draws(k, draws).into_iter().enumerate();
+            sets.into_iter()
+                .any(|(d, set)| !done(Method::UNetSimclr, k, d, &set).unwrap_or(false))
         });
     let pretrained = if simclr_needed {
         let t = Instant::now();
@@ -134,10 +141,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     let simclr_s = pretrained.as_ref().map(|p| p.1);
 
     for &(k, draws) in &plan.ks {
-        for draw in 0..draws {
-            let mut pool = plan.pool.clone();
-            shuffle(&mut pool, (k * 1000 + draw) as u64);
-            let chosen: Vec<String> = pool.into_iter().take(k).collect();
+        for (draw, chosen) in plan.draws(k, draws).into_iter().enumerate() {
             let train_cases = cases_of(&cases, &chosen);
             let emb: Vec<Sample> = train_cases
                 .iter()
@@ -169,7 +173,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                 outputs.write(&runs, plan, &summary(&runs, simclr_s))
             };
             let todo = |method: Method| -> Result<bool> {
-                Ok(plan.runs(method) && !done(method, k, draw)?)
+                Ok(plan.runs(method) && !done(method, k, draw, &chosen)?)
             };
             let fit_score = |model: Head, samples: &[Sample]| {
                 train_and_score(model, samples, false, &cfg, &dense_pe, &test, &pe)
