@@ -258,11 +258,12 @@ impl TinyViTBlock {
         };
         let x = x + attended;
         let x = x.swap_dims(1, 2).reshape([b, c, r, r]);
-        let x = self
-            .local_conv
-            .forward(x)
-            .reshape([b, c, l])
-            .swap_dims(1, 2);
+        let x = kernels::contiguous(
+            self.local_conv
+                .forward(x)
+                .reshape([b, c, l])
+                .swap_dims(1, 2),
+        );
         x.clone() + self.mlp.forward(self.norm.forward(x))
     }
 }
@@ -283,7 +284,7 @@ impl Layer {
         }
         if !self.blocks.is_empty() {
             let [b, c, h, w] = x.dims();
-            let mut tokens = x.reshape([b, c, h * w]).swap_dims(1, 2);
+            let mut tokens = kernels::contiguous(x.reshape([b, c, h * w]).swap_dims(1, 2));
             for block in &self.blocks {
                 tokens = block.forward(tokens);
             }

@@ -22,7 +22,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let Some(tracked) = on_tracked_flex(&x) else {
         return activation::gelu(x);
     };
-    let input = contiguous(tracked.primitive());
+    let input = kernels::flat(tracked.primitive().clone());
     let values = input.as_slice::<f32>().expect("a contiguous f32 tensor");
     let output = flex(kernels::gelu_values(values), input.layout().shape().clone());
     let out = match GeluBackward
@@ -55,7 +55,7 @@ impl Backward<Flex, 1> for GeluBackward {
         let x = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
             let shape = grad.layout().shape().clone();
-            let mut values = contiguous(&grad)
+            let mut values = kernels::flat(grad)
                 .into_data()
                 .try_into_vec::<f32>()
                 .expect("f32 grads");
@@ -65,14 +65,6 @@ impl Backward<Flex, 1> for GeluBackward {
             );
             flex(values, shape)
         })
-    }
-}
-
-/// `t` itself when its values are one contiguous run from the start, else a contiguous copy.
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    match t.layout().contiguous_offsets() {
-        Some((0, _)) => t.clone(),
-        _ => t.to_contiguous(),
     }
 }
 
