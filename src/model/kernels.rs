@@ -69,15 +69,8 @@ pub fn attention_softmax(logits: Tensor<4>, scale: f32, bias: Tensor<4>) -> Tens
     let bias = bias.into_data();
     let bias = bias.as_slice::<f32>().expect("an f32 bias");
     let values = data.as_mut_slice::<f32>().expect("an f32 tensor's data");
-    let block = n * m;
     for_chunks(values, m, |first_row, rows| {
-        for (r, row) in rows.chunks_exact_mut(m).enumerate() {
-            let row_index = first_row + r;
-            // Rows run through windows, then heads, then the N query positions.
-            let head = row_index / n % heads;
-            let b = &bias[head * block + row_index % n * m..][..m];
-            softmax_row(row, scale, b);
-        }
+        softmax_rows(rows, first_row, [heads, n, m], scale, bias)
     });
     Tensor::from_data(data, &device)
 }
@@ -468,12 +461,43 @@ fn exp_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
     p * scale.reinterpret::<f32>()
 }
 
+/// [`softmax_row`] over consecutive rows from `first_row` of `[windows, heads, n, m]` logits,
+/// with one SIMD dispatch for them all (a window's rows are short: 49 values).
 #[macerator::with_simd]
+fn softmax_rows<S: Simd>(
+    rows: &mut [f32],
+    first_row: usize,
+    shape: [usize; 3],
+    scale: f32,
+    bias: &[f32],
+) {
+    let [heads, n, m] = shape;
+    for (r, row) in rows.chunks_exact_mut(m).enumerate() {
+        let row_index = first_row + r;
+        // Rows run through windows, then heads, then the N query positions.
+        let head = row_index / n % heads;
+        let b = &bias[head * n * m + row_index % n * m..][..m];
+        softmax_row::<S>(row, scale, b);
+    }
+}
+
+#[inline(always)]
 fn softmax_row<S: Simd>(row: &mut [f32], scale: f32, bias: &[f32]) {
     let lanes = <f32 as Scalar>::lanes::<S>();
     let body = row.len() / lanes * lanes;
-    let mut max = f32::NEG_INFINITY;
-    for (x, b) in row.iter_mut().zip(bias) {
+    let scale_v = scale.splat::<S>();
+    let mut max_v = f32::NEG_INFINITY.splat::<S>();
+    for i in (0..body).step_by(lanes) {
+        // SAFETY: i + lanes <= body <= row.len() == bias.len().
+        unsafe {
+            let x = vload_unaligned::<S, f32>(row.as_ptr().add(i)) * scale_v
+                + vload_unaligned::<S, f32>(bias.as_ptr().add(i));
+            vstore_unaligned::<S, f32>(row.as_mut_ptr().add(i), x);
+            max_v = max_v.max(x);
+        }
+    }
+    let mut max = max_v.reduce_max();
+    for (x, b) in row[body..].iter_mut().zip(&bias[body..]) {
         *x = *x * scale + b;
         max = max.max(*x);
     }
