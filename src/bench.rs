@@ -15,13 +15,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::study::data::at;
 
-/// What the issue gives for this encoder on this 2-core machine (not rerun here: no Python ML
-/// stack in the project), per slice at 256x256.
-const REFERENCE: [(&str, f64, f64); 2] = [
-    ("PyTorch 2.15", 1270.0, 2120.0),
-    ("ONNX Runtime", 600.0, 1100.0),
-];
-
 #[derive(Serialize, Deserialize)]
 pub struct Measurement {
     pub backend: String,
@@ -297,7 +290,6 @@ pub fn run(weights: &Path, repeats: usize, out: Option<&Path>) -> Result<()> {
             "no backend could run the encoder (see the reasons above)".into(),
         ));
     }
-    let ort = REFERENCE[1].1;
     let features = if cfg!(feature = "ndarray") {
         " --features ndarray"
     } else {
@@ -311,17 +303,17 @@ pub fn run(weights: &Path, repeats: usize, out: Option<&Path>) -> Result<()> {
          per slice over a batch of {HEAD_BATCH} (4 classes). Away from the CPU backend, the last column \
          is the largest difference from the CPU backend's embedding (of values up to the given size) and \
          box-mask logits on the same slice. The CLI keeps the memory it frees; the second row is \
-         mimalloc's default, which hands it back to the kernel.\n\n\
-         | backend | adapter | encoder ms/slice | vs ONNX Runtime | box decoder ms | train step ms | head ms/slice (AutoSAM / CNN / linear) | model load ms | peak RSS MiB | vs CPU backend |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+         mimalloc's default, which hands it back to the kernel. PyTorch and ONNX Runtime on the same \
+         slice, measured in the same run: `scripts/bench-encoder`.\n\n\
+         | backend | adapter | encoder ms/slice | box decoder ms | train step ms | head ms/slice (AutoSAM / CNN / linear) | model load ms | peak RSS MiB | vs CPU backend |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---|\n"
     );
     for m in &rows {
         table.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2}x | {:.0} | {} | {} | {:.0} | {:.0} | {} |\n",
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {} |\n",
             m.backend,
             m.adapter,
             m.encode_ms,
-            m.encode_ms / ort,
             m.decode_ms,
             m.train_ms.map_or("-".into(), |t| format!("{t:.0}")),
             if m.head_ms.is_empty() {
@@ -336,12 +328,6 @@ pub fn run(weights: &Path, repeats: usize, out: Option<&Path>) -> Result<()> {
                 "embedding {:.1e} (of {:.2}), mask logits {:.1e}",
                 a.embedding_max_diff, a.embedding_max_abs, a.mask_logit_max_diff
             )),
-        ));
-    }
-    for (name, two, one) in REFERENCE {
-        table.push_str(&format!(
-            "| {name} (issue's figure, 2 threads; 1 thread: {one:.0} ms) | CPU | {two:.0} | {:.2}x | | | | | | |\n",
-            two / ort
         ));
     }
     print!("{table}");
