@@ -87,7 +87,9 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     let (x, weight) = (values(&x), values(&layer.weight.val()));
     let bias = layer.bias.as_ref().map(|b| values(&b.val()));
     let bias = bias.as_ref().map(|b| Bias::PerColumn(f32s(b)));
-    let out = gemm_bias(m, n, k, f32s(&x), f32s(&weight), bias);
+    let (lhs, rhs) = (f32s(&x), f32s(&weight));
+    let mut out = vec![0.0; m * n];
+    gemm_bias_into(&mut out, &Product { m, n, k, lhs, rhs }, bias);
     dims[D - 1] = n;
     Tensor::from_data(TensorData::new(out, dims), &device)
 }
@@ -107,7 +109,15 @@ pub fn pointwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         .zip(out_values.chunks_exact_mut(plane))
     {
         let bias = bias.as_ref().map(|b| Bias::PerRow(f32s(b)));
-        gemm_bias_into(dst, out, h * w, c, f32s(&weight), image, bias);
+        let (lhs, rhs) = (f32s(&weight), image);
+        let product = Product {
+            m: out,
+            n: h * w,
+            k: c,
+            lhs,
+            rhs,
+        };
+        gemm_bias_into(dst, &product, bias);
     }
     Tensor::from_data(TensorData::new(out_values, [b, out, h, w]), &device)
 }
@@ -152,31 +162,19 @@ enum Bias<'a> {
     PerColumn(&'a [f32]),
 }
 
-/// `bias + lhs rhs` for row-major lhs [m, k] and rhs [k, n]: the bias fills the output, and gemm
-/// adds the product onto it.
-fn gemm_bias(
+/// A product's operands: row-major lhs [m, k] and rhs [k, n].
+struct Product<'a> {
     m: usize,
     n: usize,
     k: usize,
-    lhs: &[f32],
-    rhs: &[f32],
-    bias: Option<Bias>,
-) -> Vec<f32> {
-    let mut out = vec![0.0; m * n];
-    gemm_bias_into(&mut out, m, n, k, lhs, rhs, bias);
-    out
+    lhs: &'a [f32],
+    rhs: &'a [f32],
 }
 
-/// [`gemm_bias`] into `out` ([m, n], row-major).
-fn gemm_bias_into(
-    out: &mut [f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: &[f32],
-    rhs: &[f32],
-    bias: Option<Bias>,
-) {
+/// `out = bias + lhs rhs` ([m, n], row-major): the bias fills the output, and gemm adds the
+/// product onto it.
+fn gemm_bias_into(out: &mut [f32], product: &Product, bias: Option<Bias>) {
+    let &Product { m, n, k, lhs, rhs } = product;
     assert_eq!(
         (lhs.len(), rhs.len(), out.len()),
         (m * k, k * n, m * n),
@@ -189,7 +187,7 @@ fn gemm_bias_into(
     }
     #[cfg(not(target_arch = "wasm32"))]
     if m <= COLUMN_SPLIT_ROWS && n >= 4 * COLUMN_BLOCK && rayon::current_num_threads() > 1 {
-        return gemm_bias_by_columns(out, m, n, k, lhs, rhs, bias);
+        return gemm_bias_by_columns(out, product, bias);
     }
     for (r, row) in out.chunks_exact_mut(n).enumerate() {
         fill_bias_row(row, r, 0, bias.as_ref());
@@ -230,16 +228,9 @@ const COLUMN_BLOCK: usize = 2048;
 /// [`gemm_bias_into`] as one single-threaded product per block of [`COLUMN_BLOCK`] columns,
 /// the blocks spread over rayon's threads.
 #[cfg(not(target_arch = "wasm32"))]
-fn gemm_bias_by_columns(
-    out: &mut [f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: &[f32],
-    rhs: &[f32],
-    bias: Option<Bias>,
-) {
+fn gemm_bias_by_columns(out: &mut [f32], product: &Product, bias: Option<Bias>) {
     use rayon::prelude::*;
+    let &Product { m, n, k, lhs, rhs } = product;
     /// The output's address, shared by tasks that each write their own columns.
     struct Columns(*mut f32);
     // SAFETY: every task writes a disjoint set of columns of the buffer behind the pointer,
@@ -707,7 +698,14 @@ mod tests {
                 })
                 .collect();
             let mut out = vec![f32::NAN; m * n];
-            gemm_bias_by_columns(&mut out, m, n, k, &lhs, &rhs, bias);
+            let product = Product {
+                m,
+                n,
+                k,
+                lhs: &lhs,
+                rhs: &rhs,
+            };
+            gemm_bias_by_columns(&mut out, &product, bias);
             for (a, b) in out.iter().zip(&expected) {
                 assert!((a - b).abs() <= 1e-5, "{a} against {b}");
             }
