@@ -28,7 +28,7 @@ pub struct Measurement {
     /// Each head kind's inference per slice over a batch of [`HEAD_BATCH`] embeddings, as
     /// Segment runs it on a volume (not on a software adapter).
     #[serde(default)]
-    pub head_ms: Vec<(String, f64)>,
+    pub head_ms: Vec<(HeadKind, f64)>,
     /// Away from the CPU backend: the largest difference from the CPU backend's output on the
     /// same input and weights, in the embedding and in the box decoder's mask logits.
     #[serde(default)]
@@ -181,7 +181,7 @@ fn head_ms(
     embedding: burn::tensor::Tensor<4>,
     device: &Device,
     repeats: usize,
-) -> Result<Vec<(String, f64)>> {
+) -> Result<Vec<(HeadKind, f64)>> {
     let classes = crate::heads::store::cardiac_classes().len();
     let batch = burn::tensor::Tensor::cat(vec![embedding; HEAD_BATCH], 0);
     let dense_pe = sam.dense_pe.clone();
@@ -194,7 +194,7 @@ fn head_ms(
                     .into_data()
                     .num_elements()
             });
-            Ok((kind.as_str().to_string(), ms / HEAD_BATCH as f64))
+            Ok((kind, ms / HEAD_BATCH as f64))
         })
         .collect()
 }
