@@ -108,9 +108,8 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     let ad = cpu.autodiff();
     let simclr_needed = plan.runs(Method::UNetSimclr)
         && plan.ks.iter().any(|&(k, draws)| {
-            let sets = plan.draws(k, draws).into_iter().enumerate();
-            sets.into_iter()
-                .any(|(d, set)| !done(Method::UNetSimclr, k, d, &set).unwrap_or(false))
+            let mut sets = plan.draws(k, draws).into_iter().enumerate();
+            sets.any(|(d, set)| !done(Method::UNetSimclr, k, d, &set).unwrap_or(false))
         });
     let pretrained = if simclr_needed {
         let t = Instant::now();
