@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::heads::Segmenter;
 use crate::model::common::conv_transpose;
+use crate::model::conv3x3::conv3x3;
 
 /// Channels per level, from the full-resolution level down to the bottleneck.
 pub const WIDTHS: [usize; 4] = [16, 32, 64, 128];
@@ -43,46 +44,6 @@ impl DoubleConv {
         let x = relu(self.norm1.forward(conv3x3(&self.conv1, x)));
         relu(self.norm2.forward(conv3x3(&self.conv2, x)))
     }
-}
-
-/// Output channels up to which a 3x3 convolution runs as one matrix product over its nine
-/// shifted inputs: burn computes a convolution's weight gradient as a convolution with the batch
-/// as channels and the output gradient as a kernel the size of the image, and burn-flex runs that
-/// on its direct small-channel path (batch of 4 or less, 16 or fewer outputs): the UNet's 256x256
-/// blocks took most of its step there. burn-flex's own threshold.
-const MATMUL_CONV_OUTPUTS: usize = 16;
-
-/// `conv` (3x3, padding 1, stride 1) on `x`: for few output channels as im2col and a matmul,
-/// whose gradients are matmuls too; otherwise burn's convolution.
-fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [k, c, kh, kw] = conv.weight.dims();
-    if k > MATMUL_CONV_OUTPUTS || (kh, kw) != (3, 3) {
-        return conv.forward(x);
-    }
-    let [b, _, h, w] = x.dims();
-    let padded = x.pad((1, 1, 1, 1), burn::tensor::ops::PadMode::Constant(0.0));
-    // [B, 9C, H*W], tap-major: the nine shifted copies of the input, one after another.
-    let taps: Vec<Tensor<4>> = (0..9)
-        .map(|t| {
-            padded
-                .clone()
-                .slice([0..b, 0..c, t / 3..t / 3 + h, t % 3..t % 3 + w])
-        })
-        .collect();
-    let cols = Tensor::cat(taps, 1).reshape([b, 9 * c, h * w]);
-    // The weight in the same order: [K, 3, 3, C] -> [K, 9C].
-    let weight = conv
-        .weight
-        .val()
-        .permute([0, 2, 3, 1])
-        .reshape([1, k, 9 * c])
-        .repeat_dim(0, b);
-    let y = weight.matmul(cols);
-    let y = match &conv.bias {
-        Some(bias) => y + bias.val().reshape([1, k, 1]),
-        None => y,
-    };
-    y.reshape([b, k, h, w])
 }
 
 /// The contracting path: what SimCLR pretrains.
@@ -178,33 +139,5 @@ impl Segmenter for UNet {
 
     fn logits(&self, input: Tensor<4>, _dense_pe: Tensor<4>) -> Tensor<4> {
         self.forward(input)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::tensor::TensorData;
-
-    #[test]
-    fn a_few_channel_3x3_convolution_as_a_matmul_is_burns_convolution() {
-        let device = crate::backend::cpu();
-        let conv = Conv2dConfig::new([3, 5], [3, 3])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init(&device);
-        let x = Tensor::<4>::from_data(
-            TensorData::new(crate::backend::pattern(2 * 3 * 7 * 9, 4), [2, 3, 7, 9]),
-            &device,
-        );
-        let want = conv
-            .forward(x.clone())
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let got = conv3x3(&conv, x).into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(got.len(), want.len());
-        for (a, b) in got.iter().zip(&want) {
-            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-        }
     }
 }

@@ -9,6 +9,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::model::common;
+use crate::model::conv3x3::conv3x3;
 
 #[derive(Module, Debug)]
 pub struct CnnHead {
@@ -59,12 +60,12 @@ impl CnnHead {
         let x = relu(common::conv(&self.widen, x));
         let mut x = relu(common::conv(&self.narrow, x));
         for block in &self.blocks {
-            x = relu(block.forward(x.clone())) + x;
+            x = relu(conv3x3(block, x.clone())) + x;
         }
         let x = relu(common::conv_transpose(&self.up1, x));
-        let x = relu(self.refine1.forward(x));
+        let x = relu(conv3x3(&self.refine1, x));
         let x = relu(common::conv_transpose(&self.up2, x));
-        let x = relu(self.refine2.forward(x));
+        let x = relu(conv3x3(&self.refine2, x));
         common::conv(&self.classifier, x)
     }
 }

@@ -198,6 +198,6 @@ impl Neck {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.norm1.forward(conv(&self.conv1, x));
-        self.norm2.forward(self.conv2.forward(x))
+        self.norm2.forward(super::conv3x3::conv3x3(&self.conv2, x))
     }
 }

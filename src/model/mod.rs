@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod common;
+pub mod conv3x3;
 pub mod format;
 pub mod image_encoder;
 pub mod kernels;
