@@ -9,6 +9,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::group_norm::group_norm;
 use crate::heads::Segmenter;
 use crate::model::common::conv_transpose;
 use crate::model::conv3x3::conv3x3;
@@ -41,8 +42,8 @@ impl DoubleConv {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.norm1.forward(conv3x3(&self.conv1, x)));
-        relu(self.norm2.forward(conv3x3(&self.conv2, x)))
+        let x = relu(group_norm(&self.norm1, conv3x3(&self.conv1, x)));
+        relu(group_norm(&self.norm2, conv3x3(&self.conv2, x)))
     }
 }
 

@@ -22,7 +22,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::kernels;
+use super::kernels::{self, f32s};
 
 /// Output values per band: the band's im2col ([9 C, BAND]) is rebuilt per task and stays a few
 /// MB; a 64x64 plane makes two bands, enough tasks for the threads at batch 1.
@@ -208,10 +208,6 @@ impl<const N: usize> Backward<Flex, N> for Conv3x3Backward {
             grads.register::<Flex>(node.id, FlexTensor::from_data(db));
         }
     }
-}
-
-fn f32s(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
 /// The output's address, shared by tasks that each write their own rows of it.

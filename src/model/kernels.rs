@@ -152,7 +152,7 @@ pub fn contiguous<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_primitive::<Flex>(t)
 }
 
-fn f32s(t: &FlexTensor) -> &[f32] {
+pub(crate) fn f32s(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 

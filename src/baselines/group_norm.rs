@@ -1,0 +1,255 @@
+//! GroupNorm on tracked (autodiff) CPU tensors with its own backward: one pass for the
+//! statistics and one for the values forward, two backward. burn composes it from about ten tensor
+//! ops (mean, subtract, square, mean, ...), each a pass over the UNet's 256x256 feature maps
+//! forward and again backward; with its 3x3 convolutions on gemm, that was a quarter of the
+//! UNet's training step. Joined to burn's graph as in `model::tracked`; other devices keep
+//! burn's op.
+
+use burn::backend::{Autodiff, Flex};
+use burn::nn::GroupNorm;
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_flex::FlexTensor;
+
+use crate::model::kernels::{f32s, flat};
+
+/// `norm` on `x`: the kernels here on a tracked f32 CPU tensor with an affine norm, else burn's.
+pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) else {
+        return norm.forward(x);
+    };
+    if x.dtype() != DType::F32 || !x.device().is_autodiff() {
+        return norm.forward(x);
+    }
+    let tracked = |t: Tensor<1>| t.try_into_primitive::<Autodiff<Flex>>().ok();
+    let (Ok(input), Some(gamma), Some(beta)) = (
+        x.clone().try_into_primitive::<Autodiff<Flex>>(),
+        tracked(gamma.val()),
+        tracked(beta.val()),
+    ) else {
+        return norm.forward(x);
+    };
+    let [batch, channels, h, w] = x.dims();
+    let d = Dims {
+        channels,
+        groups: norm.num_groups,
+        plane: h * w,
+        eps: norm.epsilon as f32,
+    };
+    let xs = flat(input.primitive().clone());
+    let gs = flat(gamma.primitive().clone());
+    let bs = flat(beta.primitive().clone());
+    let (y, stats) = forward(f32s(&xs), f32s(&gs), f32s(&bs), d);
+    let y = FlexTensor::from_data(TensorData::new(y, [batch, channels, h, w]));
+    let state = State {
+        x: xs,
+        gamma: gs,
+        stats,
+        dims: d,
+    };
+    let out = match GroupNormBackward
+        .prepare::<NoCheckpointing>([input.node(), gamma.node(), beta.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Tensor::from_primitive::<Autodiff<Flex>>(out)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    channels: usize,
+    groups: usize,
+    plane: usize,
+    eps: f32,
+}
+
+impl Dims {
+    /// Values per (image, group): its channels' planes, one contiguous run.
+    fn group_len(&self) -> usize {
+        self.channels / self.groups * self.plane
+    }
+}
+
+/// Each (image, group)'s mean and reciprocal standard deviation.
+type Stats = Vec<(f32, f32)>;
+
+#[derive(Debug, Clone)]
+struct State {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    stats: Stats,
+    dims: Dims,
+}
+
+/// Runs `f` on every (image, group) run of `values` with its index, in parallel where there are
+/// threads, and collects what it returns.
+fn per_group<T: Send>(
+    values: &mut [f32],
+    d: Dims,
+    f: impl Fn(usize, &mut [f32]) -> T + Sync + Send,
+) -> Vec<T> {
+    let len = d.group_len();
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        values
+            .par_chunks_mut(len)
+            .enumerate()
+            .map(|(i, run)| f(i, run))
+            .collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    values
+        .chunks_mut(len)
+        .enumerate()
+        .map(|(i, run)| f(i, run))
+        .collect()
+}
+
+fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims) -> (Vec<f32>, Stats) {
+    let mut y = x.to_vec();
+    let per = d.channels / d.groups;
+    let stats = per_group(&mut y, d, |i, run| {
+        let n = run.len() as f64;
+        let mean = run.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = run.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let (mean, rstd) = (mean as f32, 1.0 / (var as f32 + d.eps).sqrt());
+        let first = (i % d.groups) * per;
+        for (c, plane) in run.chunks_exact_mut(d.plane).enumerate() {
+            let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
+            plane
+                .iter_mut()
+                .for_each(|v| *v = (*v - mean) * scale + shift);
+        }
+        (mean, rstd)
+    });
+    (y, stats)
+}
+
+/// The backward step; parents are the input, gamma and beta.
+#[derive(Debug)]
+struct GroupNormBackward;
+
+impl Backward<Flex, 3> for GroupNormBackward {
+    type State = State;
+
+    fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let State {
+            x,
+            gamma,
+            stats,
+            dims: d,
+        } = ops.state;
+        let grad = flat(grads.consume::<Flex>(&ops.node));
+        let mut dx = f32s(&grad).to_vec();
+        let (x, gamma) = (f32s(&x), f32s(&gamma));
+        let per = d.channels / d.groups;
+        let len = d.group_len();
+        // The input gradient in place of the output gradient, and per group the sums over each
+        // channel's plane of dy x̂ and dy (gamma's and beta's gradients).
+        let sums = per_group(&mut dx, d, |i, dy| {
+            let (mean, rstd) = stats[i];
+            let x = &x[i * len..][..len];
+            let first = (i % d.groups) * per;
+            let mut channel_sums = Vec::with_capacity(per);
+            let (mut m1, mut m2) = (0.0f64, 0.0f64);
+            for (c, (dy, x)) in dy
+                .chunks_exact(d.plane)
+                .zip(x.chunks_exact(d.plane))
+                .enumerate()
+            {
+                let (mut dyx, mut dys) = (0.0f64, 0.0f64);
+                for (&g, &v) in dy.iter().zip(x) {
+                    let xhat = (v - mean) * rstd;
+                    dyx += (g * xhat) as f64;
+                    dys += g as f64;
+                }
+                channel_sums.push((dyx as f32, dys as f32));
+                m1 += dys * gamma[first + c] as f64;
+                m2 += dyx * gamma[first + c] as f64;
+            }
+            let n = len as f64;
+            let (m1, m2) = ((m1 / n) as f32, (m2 / n) as f32);
+            for (c, (dy, x)) in dy
+                .chunks_exact_mut(d.plane)
+                .zip(x.chunks_exact(d.plane))
+                .enumerate()
+            {
+                let g = gamma[first + c];
+                for (dy, &v) in dy.iter_mut().zip(x) {
+                    let xhat = (v - mean) * rstd;
+                    *dy = rstd * (*dy * g - m1 - xhat * m2);
+                }
+            }
+            channel_sums
+        });
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        if let Some(node) = node_x {
+            let dx = TensorData::new(dx, grad.layout().shape().clone());
+            grads.register::<Flex>(node.id, FlexTensor::from_data(dx));
+        }
+        let (mut dgamma, mut dbeta) = (vec![0.0f32; d.channels], vec![0.0f32; d.channels]);
+        for (i, channel_sums) in sums.into_iter().enumerate() {
+            let first = (i % d.groups) * per;
+            for (c, (dyx, dys)) in channel_sums.into_iter().enumerate() {
+                dgamma[first + c] += dyx;
+                dbeta[first + c] += dys;
+            }
+        }
+        for (node, values) in [(node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                let t = FlexTensor::from_data(TensorData::new(values, [d.channels]));
+                grads.register::<Flex>(node.id, t);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::GroupNormConfig;
+
+    #[test]
+    fn values_and_gradients_are_burns() {
+        let device = crate::backend::cpu().autodiff();
+        let mut norm = GroupNormConfig::new(2, 6).init(&device);
+        // Gamma and beta away from their initial ones and zeros, so that both enter every term.
+        let param = |seed| {
+            Tensor::<1>::from_data(
+                TensorData::new(crate::backend::pattern(6, seed), [6]),
+                &device,
+            )
+            .add_scalar(1.0)
+        };
+        norm.gamma = Some(burn::module::Param::from_tensor(param(3)));
+        norm.beta = Some(burn::module::Param::from_tensor(param(5)));
+        let shape = [3, 6, 5, 7];
+        let data = |seed| TensorData::new(crate::backend::pattern(3 * 6 * 5 * 7, seed), shape);
+        let x = Tensor::<4>::from_data(data(1), &device).require_grad();
+        let target = Tensor::<4>::from_data(data(2), &device);
+        let run = |y: Tensor<4>| {
+            let grads = (y.clone() * target.clone()).sum().backward();
+            let grad = |p: &Option<burn::module::Param<Tensor<1>>>| {
+                p.as_ref().unwrap().grad(&grads).unwrap().into_data()
+            };
+            [
+                y.into_data(),
+                x.grad(&grads).unwrap().into_data(),
+                grad(&norm.gamma),
+                grad(&norm.beta),
+            ]
+        };
+        let ours = run(group_norm(&norm, x.clone()));
+        let burns = run(norm.forward(x.clone()));
+        for (a, b) in ours.iter().zip(&burns) {
+            a.assert_approx_eq::<f32>(b, burn::tensor::Tolerance::absolute(1e-4));
+        }
+    }
+}
