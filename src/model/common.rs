@@ -171,9 +171,7 @@ pub fn conv_transpose(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
         Some(bias) => y + bias.val().reshape([1, cout, 1]),
         None => y,
     };
-    y.reshape([b, cout, 2, 2, h, w])
-        .permute([0, 1, 4, 2, 5, 3])
-        .reshape([b, cout, 2 * h, 2 * w])
+    super::shuffle::pixel_shuffle(y.reshape([b, cout * 4, h, w]))
 }
 
 /// Both encoders' neck: 1x1 convolution, LayerNorm2d, 3x3 convolution, LayerNorm2d.

@@ -11,6 +11,7 @@ pub mod kernels;
 pub mod mask_decoder;
 pub mod prompt_encoder;
 pub mod sam;
+mod shuffle;
 pub mod tiny_vit;
 mod tracked;
 pub mod transformer;
