@@ -272,7 +272,19 @@ fn train_and_score<M: Segmenter>(
         .first()
         .cloned()
         .ok_or_else(|| Error::Invalid("a model without parameters".into()))?;
-    let (model, history) = fit(model, samples, &[], cfg, dense_pe, &device, |_, _| {});
+    // A row at the paper's budget trains for minutes to hours; a line every ten epochs shows
+    // that it moves and how fast.
+    let (model, history) = fit(model, samples, &[], cfg, dense_pe, &device, |history, _| {
+        if let Some(p) = history.last().filter(|p| p.epoch % 10 == 0) {
+            let s = t.elapsed().as_secs_f64();
+            log::info!(
+                "epoch {} of {}: loss {:.4}, {s:.0} s",
+                p.epoch,
+                cfg.epochs,
+                p.loss
+            );
+        }
+    });
     let loss = history
         .first()
         .zip(history.last())
