@@ -3,8 +3,8 @@
 //! the encoders' necks. flex runs such a convolution forward at about half PyTorch's speed and,
 //! under autodiff, takes its weight gradient as a convolution with the output gradient as the
 //! kernel (9 outputs per product: gemm's narrowest kernel) and its input gradient as a transposed
-//! convolution; a training step of the CNN head spent nearly all its time there, at 3-4x
-//! PyTorch's. Here the weight gradient is one product per band, the output gradient against the
+//! convolution; these layers took 3-4x PyTorch's time forward and backward, and most of the CNN
+//! head's training step. Here the weight gradient is one product per band, the output gradient against the
 //! band's im2col, and the input gradient is the forward convolution with the kernel flipped.
 //! Tracked tensors join burn's graph through its extension points as in [`super::tracked`];
 //! other devices and shapes keep burn's convolution.
