@@ -14,7 +14,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use crate::model::kernels::{f32s, flat};
+use crate::model::kernels::{f32s, flat, per_block};
 
 /// `norm` on `x`: the kernels here on a tracked f32 CPU tensor with an affine norm, else burn's.
 pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
@@ -87,35 +87,10 @@ struct State {
     dims: Dims,
 }
 
-/// Runs `f` on every (image, group) run of `values` with its index, in parallel where there are
-/// threads, and collects what it returns.
-fn per_group<T: Send>(
-    values: &mut [f32],
-    d: Dims,
-    f: impl Fn(usize, &mut [f32]) -> T + Sync + Send,
-) -> Vec<T> {
-    let len = d.group_len();
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        values
-            .par_chunks_mut(len)
-            .enumerate()
-            .map(|(i, run)| f(i, run))
-            .collect()
-    }
-    #[cfg(target_arch = "wasm32")]
-    values
-        .chunks_mut(len)
-        .enumerate()
-        .map(|(i, run)| f(i, run))
-        .collect()
-}
-
 fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims) -> (Vec<f32>, Stats) {
     let mut y = x.to_vec();
     let per = d.channels / d.groups;
-    let stats = per_group(&mut y, d, |i, run| {
+    let stats = per_block(&mut y, d.group_len(), |i, run| {
         let n = run.len() as f64;
         let mean = run.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = run.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
@@ -153,7 +128,7 @@ impl Backward<Flex, 3> for GroupNormBackward {
         let len = d.group_len();
         // The input gradient in place of the output gradient, and per group the sums over each
         // channel's plane of dy x̂ and dy (gamma's and beta's gradients).
-        let sums = per_group(&mut dx, d, |i, dy| {
+        let sums = per_block(&mut dx, len, |i, dy| {
             let (mean, rstd) = stats[i];
             let x = &x[i * len..][..len];
             let first = (i % d.groups) * per;

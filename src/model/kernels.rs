@@ -36,6 +36,30 @@ fn for_chunks(values: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + S
     }
 }
 
+/// `f` on each block of `block` values of `values` with its index, in parallel where there are
+/// threads; what each call returns, in block order.
+pub(crate) fn per_block<T: Send>(
+    values: &mut [f32],
+    block: usize,
+    f: impl Fn(usize, &mut [f32]) -> T + Sync + Send,
+) -> Vec<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        values
+            .par_chunks_mut(block)
+            .enumerate()
+            .map(|(i, b)| f(i, b))
+            .collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    values
+        .chunks_mut(block)
+        .enumerate()
+        .map(|(i, b)| f(i, b))
+        .collect()
+}
+
 /// Whether the kernels here apply: an f32 tensor on the CPU backend without autodiff. The
 /// device test alone is not enough: burn's device equality ignores autodiff, and a kernel that
 /// reads a tracked tensor's values cuts its graph (training heads then froze every layer before

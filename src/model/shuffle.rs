@@ -13,7 +13,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, unary};
 use burn_flex::FlexTensor;
 
-use super::kernels::{self, f32s};
+use super::kernels::{self, f32s, per_block};
 
 /// [B, C 4, H, W] -> [B, C, 2H, 2W].
 pub fn pixel_shuffle(y: Tensor<4>) -> Tensor<4> {
@@ -60,26 +60,10 @@ impl Backward<Flex, 1> for ShuffleBackward {
     }
 }
 
-/// Runs `f` on each channel's block of `out` (4 H W values) with its index, in parallel where
-/// there are threads.
-fn per_channel(out: &mut [f32], block: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(block)
-            .enumerate()
-            .for_each(|(i, o)| f(i, o));
-    }
-    #[cfg(target_arch = "wasm32")]
-    for (i, o) in out.chunks_mut(block).enumerate() {
-        f(i, o);
-    }
-}
-
 fn shuffle(src: &[f32], h: usize, w: usize) -> Vec<f32> {
     let plane = h * w;
     let mut out = vec![0.0f32; src.len()];
-    per_channel(&mut out, 4 * plane, |ch, dst| {
+    per_block(&mut out, 4 * plane, |ch, dst| {
         let sub = &src[ch * 4 * plane..][..4 * plane];
         for (r, row) in dst.chunks_exact_mut(2 * w).enumerate() {
             let (i, dy) = (r / 2, r % 2);
@@ -97,7 +81,7 @@ fn shuffle(src: &[f32], h: usize, w: usize) -> Vec<f32> {
 fn unshuffle(src: &[f32], h: usize, w: usize) -> Vec<f32> {
     let plane = h * w;
     let mut out = vec![0.0f32; src.len()];
-    per_channel(&mut out, 4 * plane, |ch, dst| {
+    per_block(&mut out, 4 * plane, |ch, dst| {
         let full = &src[ch * 4 * plane..][..4 * plane];
         for (r, row) in full.chunks_exact(2 * w).enumerate() {
             let (i, dy) = (r / 2, r % 2);
