@@ -5,6 +5,7 @@
 //! Display coordinates: a slice along `axis` shows its first in-plane axis left to right and its
 //! second bottom to top (anterior up for an axial RAS volume).
 
+use crate::components::Pieces;
 use crate::error::{Error, Result};
 use crate::pipeline::{SliceInputs, label_slice, put_label_slice};
 use crate::preprocess::percentiles_nonzero;
@@ -184,6 +185,15 @@ impl LabelledVolume {
         let (dims, axis) = (p.dims, p.axis);
         put_label_slice(self.labels_mut(), dims, axis, index, &plane);
         Ok(())
+    }
+
+    /// Cuts the label volume of classes `1..classes` to `pieces`; returns the voxels cleared.
+    pub fn keep_pieces(&mut self, pieces: Pieces, classes: usize) -> usize {
+        if self.labels.is_empty() {
+            return 0;
+        }
+        let dims = self.volume.dims;
+        pieces.apply(&mut self.labels, dims, classes)
     }
 
     /// A box drawn on the view (display pixels, corners in any order) as `[x0, y0, x1, y1]` on the

@@ -15,6 +15,7 @@ pub mod bench;
 #[cfg(feature = "model")]
 pub mod cache;
 pub mod cardiac;
+pub mod components;
 #[cfg(feature = "model")]
 pub mod container;
 pub mod error;

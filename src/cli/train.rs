@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use autosam::components::Pieces;
 use autosam::container::Precision;
 use autosam::error::Result;
 use autosam::heads::store::HeadInfo;
@@ -13,7 +14,7 @@ use autosam::study::curves;
 use autosam::study::data::{at, load_cases};
 use autosam::study::heads::{TrainArgs, default_head, load_head, train};
 use autosam::study::robustness::{self, Shift};
-use autosam::study::score;
+use autosam::study::score::{self, Scored};
 use autosam::train::{Schedule, TrainConfig};
 
 use super::labelled::Labelled;
@@ -111,6 +112,9 @@ pub struct Eval {
     /// A head file from `train`; the shipped default head when absent.
     #[arg(long)]
     head: Option<PathBuf>,
+    /// What each class keeps of the head's voxels (as Segment does by default: the largest pieces).
+    #[arg(long, value_enum, default_value_t)]
+    pieces: Pieces,
     #[command(flatten)]
     labelled: Labelled,
 }
@@ -119,10 +123,14 @@ impl Eval {
     pub fn run(self) -> Result<()> {
         let (sam, weights) = self.labelled.model()?;
         let (head, info) = open_head(self.head.as_deref(), &sam, &weights)?;
+        let scored = Scored {
+            head: &head,
+            classes: &info.classes,
+            pieces: self.pieces,
+        };
         score::head_table(
             &sam,
-            &head,
-            &info.classes,
+            &scored,
             &self.labelled.pairs()?,
             &self.labelled.cache,
             |row| println!("{row}"),
@@ -138,6 +146,9 @@ pub struct Robustness {
     /// A head file from `train`; the shipped default head when absent.
     #[arg(long)]
     head: Option<PathBuf>,
+    /// What each class keeps of the head's voxels (as Segment does by default: the largest pieces).
+    #[arg(long, value_enum, default_value_t)]
+    pieces: Pieces,
     #[command(flatten)]
     labelled: Labelled,
     /// Also write the markdown table here.
@@ -150,10 +161,14 @@ impl Robustness {
         let (sam, weights) = self.labelled.model()?;
         let (head, info) = open_head(self.head.as_deref(), &sam, &weights)?;
         let cases = load_cases(&sam, &self.labelled.pairs()?, &self.labelled.cache)?;
+        let scored = Scored {
+            head: &head,
+            classes: &info.classes,
+            pieces: self.pieces,
+        };
         let table = robustness::table(
             &sam,
-            &head,
-            &info.classes,
+            &scored,
             &cases,
             &Shift::ALL,
             &self.labelled.cache,

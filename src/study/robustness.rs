@@ -10,11 +10,11 @@ use std::path::Path;
 use burn::tensor::Tensor;
 
 use super::data::Case;
-use super::score::{DiceTable, cpu_dense_pe};
+use super::score::{DiceTable, Scored, cpu_dense_pe};
 use crate::augment::Augment;
+use crate::components::Pieces;
 use crate::error::{Error, Result};
 use crate::heads::Segmenter;
-use crate::heads::store::ClassInfo;
 use crate::metrics::dice;
 use crate::model::Sam;
 use crate::train::{Sample, predict_all};
@@ -112,11 +112,15 @@ impl Shift {
 /// encoder's grid.
 fn volume_dice<M: Segmenter>(
     model: &M,
+    pieces: Pieces,
     samples: &[Sample],
     dense_pe: &Tensor<4>,
 ) -> Result<Vec<Option<f64>>> {
-    let pred = predict_all(model, samples, dense_pe)
+    let mut pred = predict_all(model, samples, dense_pe)
         .ok_or_else(|| Error::Invalid("the head's label maps could not be read".into()))?;
+    // The slices' square label maps stacked: [S, S, slices], x fastest.
+    let side = (pred.len() / samples.len().max(1)).isqrt();
+    pieces.apply(&mut pred, [side, side, samples.len()], model.classes());
     let truth: Vec<u8> = samples
         .iter()
         .flat_map(|s| s.labels.iter().copied())
@@ -130,13 +134,17 @@ fn volume_dice<M: Segmenter>(
 /// volume's row also handed to `on_row` as it is made.
 pub fn table<M: Segmenter>(
     sam: &Sam,
-    head: &M,
-    classes: &[ClassInfo],
+    scored: &Scored<M>,
     cases: &[Case],
     shifts: &[Shift],
     cache_dir: &Path,
     mut on_row: impl FnMut(&str),
 ) -> Result<String> {
+    let Scored {
+        head,
+        classes,
+        pieces,
+    } = *scored;
     let pe = cpu_dense_pe(sam);
     let mut summary = DiceTable::for_classes(classes, &[]).header();
     summary = summary.replacen("| volume |", "| change |", 1);
@@ -144,7 +152,7 @@ pub fn table<M: Segmenter>(
         let mut table = DiceTable::for_classes(classes, &[]);
         for case in cases {
             let samples = shift.samples(sam, case, cache_dir)?;
-            let scores = volume_dice(head, &samples, &pe)?;
+            let scores = volume_dice(head, pieces, &samples, &pe)?;
             on_row(&table.row(&format!("{} ({})", case.name, shift.label()), &[], &scores));
         }
         let row = table.means_as(shift.label(), &[]);

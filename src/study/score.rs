@@ -8,6 +8,7 @@ use std::time::Instant;
 use burn::tensor::Tensor;
 
 use super::data::{Case, Pair};
+use crate::components::Pieces;
 use crate::error::Result;
 use crate::heads::Segmenter;
 use crate::heads::store::{ClassInfo, cardiac_classes};
@@ -165,23 +166,36 @@ pub fn cpu_dense_pe(sam: &Sam) -> Tensor<4> {
         .to_device::<4>(&crate::backend::cpu())
 }
 
+/// A head as it is scored: the network, its classes (background first) and what its label
+/// volumes keep.
+pub struct Scored<'a, M> {
+    pub head: &'a M,
+    pub classes: &'a [ClassInfo],
+    pub pieces: Pieces,
+}
+
 /// A head's per-class 3-D Dice on labelled volumes: the markdown table, each row also handed to
 /// `on_row` as it is made.
 pub fn head_table<M: Segmenter>(
     sam: &Sam,
-    head: &M,
-    classes: &[ClassInfo],
+    scored: &Scored<M>,
     pairs: &[Pair],
     cache_dir: &Path,
     mut on_row: impl FnMut(&str),
 ) -> Result<String> {
+    let Scored {
+        head,
+        classes,
+        pieces,
+    } = *scored;
     let pe = cpu_dense_pe(sam);
     let mut table = DiceTable::for_classes(classes, &[]);
     let mut out = table.header();
     on_row(out.trim_end());
     for pair in pairs {
         let case = Case::load(sam, pair, cache_dir)?;
-        let pred = case.segment(head, false, &pe)?;
+        let mut pred = case.segment(head, false, &pe)?;
+        pieces.apply(&mut pred, case.prepared.dims, head.classes());
         let row = table.row(&case.name, &[], &case.dice(&pred, head.classes()));
         on_row(&row);
         out.push_str(&row);

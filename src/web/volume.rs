@@ -2,6 +2,7 @@
 
 use wasm_bindgen::prelude::*;
 
+use crate::components::Pieces;
 use crate::labelled::LabelledVolume;
 use crate::nii::{ReadOptions, read_nifti};
 
@@ -92,6 +93,13 @@ impl WebVolume {
         classes: usize,
     ) -> Result<(), JsError> {
         Ok(self.0.set_labels_from_logits(index, logits, classes)?)
+    }
+
+    /// Each class of `1..classes` cut to its largest pieces (Segment's cleanup); returns the
+    /// voxels cleared.
+    #[wasm_bindgen(js_name = keepLargestPieces)]
+    pub fn keep_largest_pieces(&mut self, classes: usize) -> usize {
+        self.0.keep_pieces(Pieces::Largest, classes)
     }
 
     #[wasm_bindgen(js_name = encoderBox)]

@@ -38,11 +38,15 @@ export const segment = () => job("Segmentation", async () => {
     setStatus("busy", `Segmenting ${s.name} ${where(info)}: slice ${z} of ${n}, about ${seconds(left)} left`);
     if (s === app.current) draw();
   }
+  // Stray islands (a speck of "LV" outside the heart) are most of a head's errors on new scans.
+  const cleared = $("largest-pieces").checked ? v.keepLargestPieces(info.classes.length) : 0;
+  if (cleared && s === app.current) draw();
   listVolumes();
   measures();
   $("export").disabled = !app.current.volume.hasLabels();
   const cached = s.cacheHits ? ` (${s.cacheHits} embeddings cached)` : "";
   const undo = replaced ? `; Undo brings back the ${replaced === "file" ? "labels from the file" : "drawn labels"}` : "";
-  setStatus("done", `Segmented ${n} slices ${where(info)} in ${seconds(performance.now() - t0)}${cached}${undo}`);
+  const islands = cleared ? `; ${cleared} voxels of stray pieces cleared` : "";
+  setStatus("done", `Segmented ${n} slices ${where(info)} in ${seconds(performance.now() - t0)}${cached}${islands}${undo}`);
   $("backend").dataset.workerMemory = String(app.pool.memory);
 });
