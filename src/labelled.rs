@@ -5,11 +5,13 @@
 //! Display coordinates: a slice along `axis` shows its first in-plane axis left to right and its
 //! second bottom to top (anterior up for an axial RAS volume).
 
+use crate::augment::Augment;
 use crate::components::Pieces;
 use crate::error::{Error, Result};
 use crate::pipeline::{SliceInputs, label_slice, put_label_slice};
 use crate::preprocess::percentiles_nonzero;
 use crate::volume::{Volume, plane_indices};
+use crate::zoom::{Zoom, argmax};
 
 /// A volume, the axis it is viewed along, and its labels once it has some. Segmentation, boxes
 /// and training work on the acquisition axis (`seg_axis`), whatever the view.
@@ -184,6 +186,53 @@ impl LabelledVolume {
         let plane = p.letterbox.labels_from_class_logits(logits, classes);
         let (dims, axis) = (p.dims, p.axis);
         put_label_slice(self.labels_mut(), dims, axis, index, &plane);
+        Ok(())
+    }
+
+    /// The second look Segment's first pass calls for: [`Zoom::plan`] on the labels as the
+    /// encoder's `size`-square grid shows them.
+    pub fn zoom_plan(&mut self, size: usize) -> Option<Zoom> {
+        if self.labels.is_empty() {
+            return None;
+        }
+        let p = self.prepared(size);
+        let slices: Vec<Vec<u8>> = (0..p.slice_count())
+            .map(|z| {
+                p.letterbox
+                    .labels(&label_slice(&self.labels, p.dims, p.axis, z))
+            })
+            .collect();
+        Zoom::plan(&slices, size)
+    }
+
+    /// Slice `index`'s encoder input under `zoom`.
+    pub fn zoomed_input(&mut self, index: usize, zoom: &Zoom) -> Result<Vec<f32>> {
+        let s = zoom.size;
+        let input = self.encoder_input(index, s)?;
+        // The input's three channels are the same image.
+        Ok(zoom
+            .after(Augment::IDENTITY)
+            .image(&input[..s * s], s, s)
+            .repeat(3))
+    }
+
+    /// Stores slice `index`'s labels from a head's class logits `[classes, S, S]` on the grid
+    /// `zoom` made.
+    pub fn set_labels_from_zoomed_logits(
+        &mut self,
+        index: usize,
+        logits: &[f32],
+        classes: usize,
+        zoom: &Zoom,
+    ) -> Result<()> {
+        let plane = zoom.size * zoom.size;
+        if classes == 0 || logits.len() != classes * plane || index >= self.seg_slice_count() {
+            return Err(invalid("logits of the wrong size"));
+        }
+        let grid = zoom.unzoom(&argmax(logits, classes, plane));
+        let p = self.prepared(zoom.size);
+        let labels = p.letterbox.labels_to_slice(&grid);
+        put_label_slice(self.labels_mut(), p.dims, p.axis, index, &labels);
         Ok(())
     }
 
@@ -424,6 +473,58 @@ mod tests {
         assert_eq!(
             v.value_at(5, 10, 20),
             Some(v.volume.data[v.volume.index(i, j, k)])
+        );
+    }
+
+    #[test]
+    fn a_second_look_zooms_onto_small_structures_and_its_labels_land_in_place() {
+        let (mut v, truth) = phantom();
+        v.set_labels_from(&truth).unwrap();
+        // The phantom's heart as a wider field shows it: only a small square stays labelled.
+        let labels = v.labels().to_vec();
+        let [nx, ny, _] = v.volume.dims;
+        let small: Vec<u8> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let (x, y) = (i % nx, (i / nx) % ny);
+                if (56..72).contains(&x) && (60..76).contains(&y) {
+                    l.max(1)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        v.restore_labels(small.clone());
+        let size = 64;
+        let zoom = v
+            .zoom_plan(size)
+            .expect("small structures get a second look");
+        assert!(zoom.scale > 1.5, "zoom x{}", zoom.scale);
+        assert_eq!(v.zoomed_input(3, &zoom).unwrap().len(), 3 * size * size);
+        // A head that sees the zoomed truth exactly: its labels come back where they were.
+        let p = v.prepared(size);
+        let grid = p.letterbox.labels(&label_slice(&small, p.dims, p.axis, 3));
+        let seen = zoom.after(Augment::IDENTITY).labels(&grid, size, size);
+        let classes = 4;
+        let mut logits = vec![0.0f32; classes * size * size];
+        for (i, &l) in seen.iter().enumerate() {
+            logits[l as usize * size * size + i] = 1.0;
+        }
+        v.restore_labels(vec![0; small.len()]);
+        v.set_labels_from_zoomed_logits(3, &logits, classes, &zoom)
+            .unwrap();
+        let want = label_slice(&small, p.dims, p.axis, 3);
+        let got = label_slice(v.labels(), p.dims, p.axis, 3);
+        let labelled = want.iter().filter(|&&l| l > 0).count();
+        let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count();
+        assert!(
+            labelled > 100 && differ * 10 < labelled,
+            "{differ} of {labelled} differ"
+        );
+        assert!(
+            v.set_labels_from_zoomed_logits(3, &logits[1..], classes, &zoom)
+                .is_err()
         );
     }
 

@@ -40,6 +40,7 @@ pub mod train;
 pub mod volume;
 #[cfg(all(target_arch = "wasm32", feature = "model"))]
 pub mod web;
+pub mod zoom;
 
 pub use error::{Error, Result};
 pub use volume::Volume;

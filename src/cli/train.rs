@@ -115,6 +115,9 @@ pub struct Eval {
     /// What each class keeps of the head's voxels (as Segment does by default: the largest pieces).
     #[arg(long, value_enum, default_value_t)]
     pieces: Pieces,
+    /// A second look, zoomed, at volumes whose structures come out small (a wider field of view).
+    #[arg(long)]
+    zoom: bool,
     #[command(flatten)]
     labelled: Labelled,
 }
@@ -127,6 +130,7 @@ impl Eval {
             head: &head,
             classes: &info.classes,
             pieces: self.pieces,
+            zoom: self.zoom,
         };
         score::head_table(
             &sam,
@@ -149,6 +153,9 @@ pub struct Robustness {
     /// What each class keeps of the head's voxels (as Segment does by default: the largest pieces).
     #[arg(long, value_enum, default_value_t)]
     pieces: Pieces,
+    /// A second look, zoomed, at volumes whose structures come out small (a wider field of view).
+    #[arg(long)]
+    zoom: bool,
     #[command(flatten)]
     labelled: Labelled,
     /// Also write the markdown table here.
@@ -165,6 +172,7 @@ impl Robustness {
             head: &head,
             classes: &info.classes,
             pieces: self.pieces,
+            zoom: self.zoom,
         };
         let table = robustness::table(
             &sam,

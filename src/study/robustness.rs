@@ -10,9 +10,8 @@ use std::path::Path;
 use burn::tensor::Tensor;
 
 use super::data::Case;
-use super::score::{DiceTable, Scored, cpu_dense_pe};
+use super::score::{DiceTable, Scored, cpu_dense_pe, second_look};
 use crate::augment::Augment;
-use crate::components::Pieces;
 use crate::error::{Error, Result};
 use crate::heads::Segmenter;
 use crate::metrics::dice;
@@ -108,26 +107,44 @@ impl Shift {
     }
 }
 
-/// Per foreground class, the 3-D Dice of `model` on `samples` (one volume's slices) on the
-/// encoder's grid.
+/// Per foreground class, the 3-D Dice of the scored head on `case` changed by `shift` (the
+/// slices' `samples`), on the encoder's grid.
 fn volume_dice<M: Segmenter>(
-    model: &M,
-    pieces: Pieces,
+    sam: &Sam,
+    scored: &Scored<M>,
+    (case, shift): (&Case, Shift),
     samples: &[Sample],
     dense_pe: &Tensor<4>,
+    cache_dir: &Path,
 ) -> Result<Vec<Option<f64>>> {
-    let mut pred = predict_all(model, samples, dense_pe)
-        .ok_or_else(|| Error::Invalid("the head's label maps could not be read".into()))?;
+    let (head, classes) = (scored.head, scored.head.classes());
+    let unread = || Error::Invalid("the head's label maps could not be read".into());
+    let mut pred = predict_all(head, samples, dense_pe).ok_or_else(unread)?;
     // The slices' square label maps stacked: [S, S, slices], x fastest.
     let side = (pred.len() / samples.len().max(1)).isqrt();
-    pieces.apply(&mut pred, [side, side, samples.len()], model.classes());
+    let dims = [side, side, samples.len()];
+    scored.pieces.apply(&mut pred, dims, classes);
+    if scored.zoom {
+        let base = |z| shift.augment(z);
+        if let Some(second) = second_look(
+            sam,
+            head,
+            case,
+            &pred,
+            base,
+            shift.tag(),
+            dense_pe,
+            cache_dir,
+        )? {
+            pred = second;
+            scored.pieces.apply(&mut pred, dims, classes);
+        }
+    }
     let truth: Vec<u8> = samples
         .iter()
         .flat_map(|s| s.labels.iter().copied())
         .collect();
-    Ok((1..model.classes() as u8)
-        .map(|k| dice(&pred, &truth, k))
-        .collect())
+    Ok((1..classes as u8).map(|k| dice(&pred, &truth, k)).collect())
 }
 
 /// The head's mean 3-D Dice per class under each shift over `cases`: the markdown table, each
@@ -140,11 +157,7 @@ pub fn table<M: Segmenter>(
     cache_dir: &Path,
     mut on_row: impl FnMut(&str),
 ) -> Result<String> {
-    let Scored {
-        head,
-        classes,
-        pieces,
-    } = *scored;
+    let classes = scored.classes;
     let pe = cpu_dense_pe(sam);
     let mut summary = DiceTable::for_classes(classes, &[]).header();
     summary = summary.replacen("| volume |", "| change |", 1);
@@ -152,7 +165,7 @@ pub fn table<M: Segmenter>(
         let mut table = DiceTable::for_classes(classes, &[]);
         for case in cases {
             let samples = shift.samples(sam, case, cache_dir)?;
-            let scores = volume_dice(head, pieces, &samples, &pe)?;
+            let scores = volume_dice(sam, scored, (case, shift), &samples, &pe, cache_dir)?;
             on_row(&table.row(&format!("{} ({})", case.name, shift.label()), &[], &scores));
         }
         let row = table.means_as(shift.label(), &[]);

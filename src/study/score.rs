@@ -8,14 +8,17 @@ use std::time::Instant;
 use burn::tensor::Tensor;
 
 use super::data::{Case, Pair};
+use crate::augment::Augment;
 use crate::components::Pieces;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::heads::Segmenter;
 use crate::heads::store::{ClassInfo, cardiac_classes};
 use crate::metrics::mean;
 use crate::model::Sam;
 use crate::pipeline::{PreparedVolume, label_slice, put_label_slice};
 use crate::segment::{boxes_from_labels, segment_boxes};
+use crate::train::{Sample, predict_all};
+use crate::zoom::Zoom;
 
 /// A Dice value at four decimals, `-` when undefined.
 pub fn fmt(v: Option<f64>) -> String {
@@ -172,6 +175,50 @@ pub struct Scored<'a, M> {
     pub head: &'a M,
     pub classes: &'a [ClassInfo],
     pub pieces: Pieces,
+    /// A second look, zoomed, at volumes whose structures come out small ([`Zoom`]).
+    pub zoom: bool,
+}
+
+/// The second look at `case`'s slices that its first pass's grid label maps (`grid`, slices of
+/// S x S, cleaned) call for, each slice as `base(z)` changed it: the second pass's label maps on
+/// the unzoomed grid, or None when the structures are large enough already. The zoomed slices'
+/// embeddings are cached under `tag` and the zoom.
+#[allow(clippy::too_many_arguments)]
+pub fn second_look<M: Segmenter>(
+    sam: &Sam,
+    head: &M,
+    case: &Case,
+    grid: &[u8],
+    base: impl Fn(usize) -> Augment,
+    tag: &str,
+    dense_pe: &Tensor<4>,
+    cache_dir: &Path,
+) -> Result<Option<Vec<u8>>> {
+    let s = case.prepared.letterbox.size;
+    let slices: Vec<Vec<u8>> = grid.chunks_exact(s * s).map(<[u8]>::to_vec).collect();
+    let Some(zoom) = Zoom::plan(&slices, s) else {
+        return Ok(None);
+    };
+    let draws: Vec<(usize, Augment)> = (0..slices.len())
+        .map(|z| (z, zoom.after(base(z))))
+        .collect();
+    let tag = format!(
+        "{tag}-zoom{:.3}:{:.1}:{:.1}",
+        zoom.scale, zoom.shift[0], zoom.shift[1]
+    );
+    let samples: Vec<Sample> = case
+        .warped(sam, &draws, &tag, cache_dir)?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    let zoomed = predict_all(head, &samples, dense_pe)
+        .ok_or_else(|| Error::Invalid("the head's label maps could not be read".into()))?;
+    Ok(Some(
+        zoomed
+            .chunks_exact(s * s)
+            .flat_map(|z| zoom.unzoom(z))
+            .collect(),
+    ))
 }
 
 /// A head's per-class 3-D Dice on labelled volumes: the markdown table, each row also handed to
@@ -187,6 +234,7 @@ pub fn head_table<M: Segmenter>(
         head,
         classes,
         pieces,
+        zoom,
     } = *scored;
     let pe = cpu_dense_pe(sam);
     let mut table = DiceTable::for_classes(classes, &[]);
@@ -195,6 +243,27 @@ pub fn head_table<M: Segmenter>(
     for pair in pairs {
         let case = Case::load(sam, pair, cache_dir)?;
         let mut pred = case.segment(head, false, &pe)?;
+        if zoom {
+            let p = &case.prepared;
+            let s = p.letterbox.size;
+            let mut grid = predict_all(head, &case.embedding_samples(), &pe)
+                .ok_or_else(|| Error::Invalid("the head's label maps could not be read".into()))?;
+            pieces.apply(&mut grid, [s, s, p.slice_count()], head.classes());
+            let base = |_| Augment::IDENTITY;
+            if let Some(g) =
+                second_look(sam, head, &case, &grid, base, "as-acquired", &pe, cache_dir)?
+            {
+                for (z, plane) in g.chunks_exact(s * s).enumerate() {
+                    put_label_slice(
+                        &mut pred,
+                        p.dims,
+                        p.axis,
+                        z,
+                        &p.letterbox.labels_to_slice(plane),
+                    );
+                }
+            }
+        }
         pieces.apply(&mut pred, case.prepared.dims, head.classes());
         let row = table.row(&case.name, &[], &case.dice(&pred, head.classes()));
         on_row(&row);

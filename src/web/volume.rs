@@ -5,9 +5,47 @@ use wasm_bindgen::prelude::*;
 use crate::components::Pieces;
 use crate::labelled::LabelledVolume;
 use crate::nii::{ReadOptions, read_nifti};
+use crate::zoom::{MAX_SCALE, Zoom};
 
 #[wasm_bindgen]
 pub struct WebVolume(LabelledVolume);
+
+/// Segment's second look at small structures ([`Zoom`]).
+#[wasm_bindgen]
+pub struct WebZoom(Zoom);
+
+#[wasm_bindgen]
+impl WebZoom {
+    /// A zoom by `scale` (above 1, at most [`MAX_SCALE`]) with the structures' centre shifted by
+    /// (`shift_y`, `shift_x`) on the `size` grid; Segment makes its own with `zoomPlan`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(scale: f32, shift_y: f32, shift_x: f32, size: usize) -> Result<WebZoom, JsError> {
+        let finite = shift_y.is_finite() && shift_x.is_finite();
+        if !(scale > 1.0 && scale <= MAX_SCALE && finite && size > 0) {
+            return Err(JsError::new(
+                "a zoom is a factor in (1, 3], a finite shift and a size",
+            ));
+        }
+        Ok(Self(Zoom {
+            scale,
+            shift: [shift_y, shift_x],
+            size,
+        }))
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn scale(&self) -> f32 {
+        self.0.scale
+    }
+
+    /// Names the zoom in the embedding cache's keys.
+    pub fn tag(&self) -> String {
+        format!(
+            "zoom{:.3}:{:.1}:{:.1}",
+            self.0.scale, self.0.shift[0], self.0.shift[1]
+        )
+    }
+}
 
 #[wasm_bindgen]
 impl WebVolume {
@@ -93,6 +131,30 @@ impl WebVolume {
         classes: usize,
     ) -> Result<(), JsError> {
         Ok(self.0.set_labels_from_logits(index, logits, classes)?)
+    }
+
+    /// The second look the labels call for on the encoder's `size` grid, if any.
+    #[wasm_bindgen(js_name = zoomPlan)]
+    pub fn zoom_plan(&mut self, size: usize) -> Option<WebZoom> {
+        self.0.zoom_plan(size).map(WebZoom)
+    }
+
+    #[wasm_bindgen(js_name = zoomedInput)]
+    pub fn zoomed_input(&mut self, index: usize, zoom: &WebZoom) -> Result<Vec<f32>, JsError> {
+        Ok(self.0.zoomed_input(index, &zoom.0)?)
+    }
+
+    #[wasm_bindgen(js_name = setLabelsFromZoomedLogits)]
+    pub fn set_labels_from_zoomed_logits(
+        &mut self,
+        index: usize,
+        logits: &[f32],
+        classes: usize,
+        zoom: &WebZoom,
+    ) -> Result<(), JsError> {
+        Ok(self
+            .0
+            .set_labels_from_zoomed_logits(index, logits, classes, &zoom.0)?)
     }
 
     /// Each class of `1..classes` cut to its largest pieces (Segment's cleanup); returns the

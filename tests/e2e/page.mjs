@@ -256,6 +256,27 @@ await check("a worker lost mid-Segment is replaced and every slice still gets it
   await page.locator("#undo").click();
   console.log(`     ${text}`);
 });
+await check("a second look zooms onto small structures, encodes the zoomed slices and labels the volume", async () => {
+  // The phantom's heart fills its grid as training hearts did, so the test asks for the zoom
+  // that a wider field of view gets from the first pass.
+  await page.evaluate(async () => {
+    const { app } = await import("/app/state.js");
+    app.current.volume.zoomPlan = (size) => new window.wasmBindings.WebZoom(1.5, 10, -5, size);
+  });
+  await pending();
+  await page.getByTestId("segment").click();
+  await waitState("done", 15 * 60000);
+  const text = await status.textContent();
+  const labelled = await page.evaluate(async () => {
+    const { app } = await import("/app/state.js");
+    delete app.current.volume.zoomPlan;
+    return app.current.volume.hasLabels();
+  });
+  if (!/Segmented 8 slices.*\(8 embeddings cached\); a second look zoomed x1\.50/.test(text)) throw new Error(`status: ${text}`);
+  if (!labelled) throw new Error("no labels after the second look");
+  await page.locator("#undo").click();
+  console.log(`     ${text}`);
+});
 await check("the other two planes show, alone or all three together", async () => {
   const before = await page.locator("#position").textContent();
   await page.locator("#planes button").nth(1).click();

@@ -40,27 +40,30 @@ function keep(s, z, e) {
   if (s.embeddings.size > IN_MEMORY) s.embeddings.delete(s.embeddings.keys().next().value);
 }
 
-export async function embedding(s, z) {
-  if (s.embeddings.has(z)) {
+// Slice z's embedding, or that of its view under Segment's second look (`zoom`, a WebZoom).
+export async function embedding(s, z, zoom) {
+  const at = zoom ? `${z}/${zoom.tag()}` : z;
+  if (s.embeddings.has(at)) {
     s.cacheHits = (s.cacheHits || 0) + 1;
-    const e = s.embeddings.get(z);
-    keep(s, z, e);
+    const e = s.embeddings.get(at);
+    keep(s, at, e);
     return e;
   }
   const info = app.model.info;
-  const key = `${s.hash}/${info.encoder}/${s.volume.segAxis()}/${z}`;
+  const key = `${s.hash}/${info.encoder}/${s.volume.segAxis()}/${at}`;
   let e = fromStored(await idb("readonly", (store) => store.get(key)));
   if (e) {
     s.cacheHits = (s.cacheHits || 0) + 1;
   } else {
-    e = await app.pool.encode(s.volume.encoderInput(z, info.inputSize));
+    const input = zoom ? s.volume.zoomedInput(z, zoom) : s.volume.encoderInput(z, info.inputSize);
+    e = await app.pool.encode(input);
     idb("readwrite", (store) => store.put(toStored(e), key));
   }
-  keep(s, z, e);
+  keep(s, at, e);
   return e;
 }
 
-// The embeddings of `items` ({s, z}) in order, each asked for a few places ahead so that every
+// The embeddings of `items` ({s, z, zoom?}) in order, each asked for a few places ahead so that every
 // worker of the pool has a slice to encode while the caller uses the earlier ones.
 export async function* inOrder(items) {
   for await (const batch of inBatches(items, 1)) yield batch[0];
@@ -72,7 +75,7 @@ export async function* inBatches(items, most) {
   const asked = [], ready = [];
   const ask = (i) => {
     if (i < items.length && !asked[i]) {
-      asked[i] = embedding(items[i].s, items[i].z);
+      asked[i] = embedding(items[i].s, items[i].z, items[i].zoom);
       // The rejection handler also keeps one the caller never reaches (cancelled) from surfacing
       // as an unhandled rejection.
       asked[i].then((e) => { ready[i] = e; }, () => {});

@@ -16,37 +16,58 @@ export const segment = () => job("Segmentation", async () => {
   // Labels from a file or drawn by hand are worth getting back: Undo restores them.
   const replaced = v.hasLabels() && s.labels !== "model" ? s.labels : null;
   if (v.hasLabels()) rememberAll(s);
-  const slices = Array.from({ length: n }, (_, z) => ({ s, z }));
-  let z = 0;
-  // The head runs once per batch of slices already encoded (one slice while the encoder leads).
-  for await (const batch of inBatches(slices, app.description.headBatch)) {
-    if (app.model.cancel) {
-      setStatus("ready", "Segmentation cancelled");
-      return;
+  const k = info.classes.length, largest = $("largest-pieces").checked;
+  // The head on every slice (its view under `zoom` on the second look); false when cancelled.
+  const pass = async (zoom, what) => {
+    const slices = Array.from({ length: n }, (_, z) => ({ s, z, zoom }));
+    const t1 = performance.now();
+    let z = 0;
+    // The head runs once per batch of slices already encoded (one slice while the encoder leads).
+    for await (const batch of inBatches(slices, app.description.headBatch)) {
+      if (app.model.cancel) return false;
+      const embeddings = new Float32Array(batch.reduce((n, e) => n + e.length, 0));
+      batch.forEach((e, i) => embeddings.set(e, i * e.length));
+      const logits = await app.pool.call("headLogits", { embedding: embeddings }, [embeddings.buffer]);
+      const per = logits.length / batch.length;
+      for (let i = 0; i < batch.length; i++) {
+        const l = logits.subarray(i * per, (i + 1) * per);
+        if (zoom) v.setLabelsFromZoomedLogits(z, l, k, zoom);
+        else v.setLabelsFromLogits(z, l, k);
+        z += 1;
+      }
+      s.labels = "model";
+      const elapsed = performance.now() - t1, left = (elapsed / z) * (n - z);
+      progress(z / n);
+      setStatus("busy", `${what} ${s.name} ${where(info)}: slice ${z} of ${n}, about ${seconds(left)} left`);
+      if (s === app.current) draw();
     }
-    const embeddings = new Float32Array(batch.reduce((n, e) => n + e.length, 0));
-    batch.forEach((e, i) => embeddings.set(e, i * e.length));
-    const logits = await app.pool.call("headLogits", { embedding: embeddings }, [embeddings.buffer]);
-    const per = logits.length / batch.length;
-    for (let i = 0; i < batch.length; i++) {
-      v.setLabelsFromLogits(z, logits.subarray(i * per, (i + 1) * per), info.classes.length);
-      z += 1;
-    }
-    s.labels = "model";
-    const elapsed = performance.now() - t0, left = (elapsed / z) * (n - z);
-    progress(z / n);
-    setStatus("busy", `Segmenting ${s.name} ${where(info)}: slice ${z} of ${n}, about ${seconds(left)} left`);
-    if (s === app.current) draw();
-  }
+    return true;
+  };
   // Stray islands (a speck of "LV" outside the heart) are most of a head's errors on new scans.
-  const cleared = $("largest-pieces").checked ? v.keepLargestPieces(info.classes.length) : 0;
-  if (cleared && s === app.current) draw();
+  const clean = () => {
+    const cleared = largest ? v.keepLargestPieces(k) : 0;
+    if (cleared && s === app.current) draw();
+    return cleared;
+  };
+  if (!(await pass(undefined, "Segmenting"))) return setStatus("ready", "Segmentation cancelled");
+  let cleared = clean();
+  // Structures far smaller than training showed them (a wider field of view) get a second look,
+  // zoomed onto them.
+  const zoom = $("second-look").checked ? v.zoomPlan(info.inputSize) : undefined;
+  let zoomed = "";
+  if (zoom) {
+    zoomed = `; a second look zoomed x${zoom.scale.toFixed(2)}`;
+    const done = await pass(zoom, `Second look (x${zoom.scale.toFixed(2)}) at`);
+    zoom.free();
+    if (!done) return setStatus("ready", "Segmentation cancelled during the second look");
+    cleared = clean();
+  }
   listVolumes();
   measures();
   $("export").disabled = !app.current.volume.hasLabels();
   const cached = s.cacheHits ? ` (${s.cacheHits} embeddings cached)` : "";
   const undo = replaced ? `; Undo brings back the ${replaced === "file" ? "labels from the file" : "drawn labels"}` : "";
   const islands = cleared ? `; ${cleared} voxels of stray pieces cleared` : "";
-  setStatus("done", `Segmented ${n} slices ${where(info)} in ${seconds(performance.now() - t0)}${cached}${islands}${undo}`);
+  setStatus("done", `Segmented ${n} slices ${where(info)} in ${seconds(performance.now() - t0)}${cached}${zoomed}${islands}${undo}`);
   $("backend").dataset.workerMemory = String(app.pool.memory);
 });
