@@ -9,9 +9,9 @@ use crate::augment::Augment;
 use crate::components::Pieces;
 use crate::error::{Error, Result};
 use crate::pipeline::{SliceInputs, label_slice, put_label_slice};
-use crate::preprocess::percentiles_nonzero;
+use crate::preprocess::{argmax, percentiles_nonzero};
 use crate::volume::{Volume, plane_indices};
-use crate::zoom::{Zoom, argmax};
+use crate::zoom::Zoom;
 
 /// A volume, the axis it is viewed along, and its labels once it has some. Segmentation, boxes
 /// and training work on the acquisition axis (`seg_axis`), whatever the view.

@@ -187,18 +187,12 @@ impl Letterbox {
     /// class's scores back through the letterbox, then the argmax.
     pub fn labels_from_class_logits(&self, logits: &[f32], classes: usize) -> Vec<u8> {
         let grid = self.size * self.size;
-        let mut best = vec![f32::NEG_INFINITY; self.height * self.width];
-        let mut labels = vec![0u8; best.len()];
-        for (k, scores) in logits.chunks_exact(grid).take(classes).enumerate() {
-            let back = self.scores_to_slice(scores);
-            for ((b, l), &s) in best.iter_mut().zip(labels.iter_mut()).zip(&back) {
-                if s > *b {
-                    *b = s;
-                    *l = k as u8;
-                }
-            }
-        }
-        labels
+        let back: Vec<f32> = logits
+            .chunks_exact(grid)
+            .take(classes)
+            .flat_map(|scores| self.scores_to_slice(scores))
+            .collect();
+        argmax(&back, classes, self.height * self.width)
     }
 
     /// An encoder-grid score map (logits or probabilities) -> the slice's own size: crop the
@@ -241,6 +235,22 @@ impl Letterbox {
             .flat_map(|row| row[..self.inner_width].iter().copied())
             .collect()
     }
+}
+
+/// Per pixel of a `plane`-pixel grid, the class of `classes` score maps ([classes, plane]) with
+/// the highest score.
+pub fn argmax(scores: &[f32], classes: usize, plane: usize) -> Vec<u8> {
+    let mut best = vec![f32::NEG_INFINITY; plane];
+    let mut labels = vec![0u8; plane];
+    for (k, map) in scores.chunks_exact(plane).take(classes).enumerate() {
+        for ((b, l), &s) in best.iter_mut().zip(labels.iter_mut()).zip(map) {
+            if s > *b {
+                *b = s;
+                *l = k as u8;
+            }
+        }
+    }
+    labels
 }
 
 fn resize(src: &[f32], from: (usize, usize), to: (usize, usize), alg: ResizeAlg) -> Vec<f32> {

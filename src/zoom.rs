@@ -102,22 +102,6 @@ impl Zoom {
     }
 }
 
-/// Per pixel of a `plane`-pixel grid, the class of `classes` score maps ([classes, plane]) with
-/// the highest score.
-pub fn argmax(scores: &[f32], classes: usize, plane: usize) -> Vec<u8> {
-    let mut best = vec![f32::NEG_INFINITY; plane];
-    let mut labels = vec![0u8; plane];
-    for (k, map) in scores.chunks_exact(plane).take(classes).enumerate() {
-        for ((b, l), &s) in best.iter_mut().zip(labels.iter_mut()).zip(map) {
-            if s > *b {
-                *b = s;
-                *l = k as u8;
-            }
-        }
-    }
-    labels
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
