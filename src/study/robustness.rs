@@ -10,9 +10,9 @@ use std::path::Path;
 use burn::tensor::Tensor;
 
 use super::data::Case;
-use super::score::{DiceTable, Scored, cpu_dense_pe, second_look};
+use super::score::{DiceTable, Scored, cpu_dense_pe, second_look, unreadable};
 use crate::augment::Augment;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::heads::Segmenter;
 use crate::metrics::dice;
 use crate::model::Sam;
@@ -118,8 +118,7 @@ fn volume_dice<M: Segmenter>(
     cache_dir: &Path,
 ) -> Result<Vec<Option<f64>>> {
     let (head, classes) = (scored.head, scored.head.classes());
-    let unread = || Error::Invalid("the head's label maps could not be read".into());
-    let mut pred = predict_all(head, samples, dense_pe).ok_or_else(unread)?;
+    let mut pred = predict_all(head, samples, dense_pe).ok_or_else(unreadable)?;
     // The slices' square label maps stacked: [S, S, slices], x fastest.
     let side = (pred.len() / samples.len().max(1)).isqrt();
     let dims = [side, side, samples.len()];

@@ -169,6 +169,11 @@ pub fn cpu_dense_pe(sam: &Sam) -> Tensor<4> {
         .to_device::<4>(&crate::backend::cpu())
 }
 
+/// The error of a head whose label maps cannot be read back from its device.
+pub fn unreadable() -> Error {
+    Error::Invalid("the head's label maps could not be read".into())
+}
+
 /// A head as it is scored: the network, its classes (background first) and what its label
 /// volumes keep.
 pub struct Scored<'a, M> {
@@ -211,8 +216,7 @@ pub fn second_look<M: Segmenter>(
         .into_iter()
         .map(|(_, s)| s)
         .collect();
-    let zoomed = predict_all(head, &samples, dense_pe)
-        .ok_or_else(|| Error::Invalid("the head's label maps could not be read".into()))?;
+    let zoomed = predict_all(head, &samples, dense_pe).ok_or_else(unreadable)?;
     Ok(Some(
         zoomed
             .chunks_exact(s * s)
@@ -246,8 +250,8 @@ pub fn head_table<M: Segmenter>(
         if zoom {
             let p = &case.prepared;
             let s = p.letterbox.size;
-            let mut grid = predict_all(head, &case.embedding_samples(), &pe)
-                .ok_or_else(|| Error::Invalid("the head's label maps could not be read".into()))?;
+            let mut grid =
+                predict_all(head, &case.embedding_samples(), &pe).ok_or_else(unreadable)?;
             pieces.apply(&mut grid, [s, s, p.slice_count()], head.classes());
             let base = |_| Augment::IDENTITY;
             if let Some(g) =
