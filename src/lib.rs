@@ -22,6 +22,8 @@ pub mod error;
 #[cfg(feature = "model")]
 pub mod heads;
 pub mod labelled;
+#[cfg(feature = "model")]
+pub mod loss;
 pub mod metrics;
 #[cfg(feature = "model")]
 pub mod model;

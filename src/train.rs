@@ -3,10 +3,10 @@
 //! tensor), so the page can read results back asynchronously between steps.
 
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
-use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::heads::Segmenter;
+use crate::loss::loss;
 use crate::model::HostTensor;
 
 /// One training example: a model input (an encoder embedding, or the image for the UNet) and
@@ -111,28 +111,6 @@ pub fn one_hot(
         }
     }
     Tensor::from_data(TensorData::new(v, [batch, classes, size, size]), device)
-}
-
-/// Cross-entropy over all classes plus (1 - soft Dice) averaged over the foreground classes;
-/// `one_hot` is the truth as from [`one_hot`].
-pub fn loss(logits: Tensor<4>, one_hot: Tensor<4>) -> Tensor<1> {
-    let [b, k, h, w] = logits.dims();
-    let ce = (log_softmax(logits.clone(), 1) * one_hot.clone())
-        .sum()
-        .div_scalar(-((b * h * w) as f64));
-    if k < 2 {
-        return ce;
-    }
-    let probs = softmax(logits, 1).narrow(1, 1, k - 1);
-    let truth = one_hot.narrow(1, 1, k - 1);
-    let inter = (probs.clone() * truth.clone())
-        .sum_dim(3)
-        .sum_dim(2)
-        .sum_dim(0);
-    let total = (probs + truth).sum_dim(3).sum_dim(2).sum_dim(0);
-    let dice = inter.mul_scalar(2.0).add_scalar(1.0) / total.add_scalar(1.0);
-    let soft_dice_loss = dice.mean().neg().add_scalar(1.0);
-    ce + soft_dice_loss
 }
 
 /// A small seeded shuffle (xorshift), the same natively and in wasm.

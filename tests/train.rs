@@ -4,10 +4,11 @@
 use autosam::container::Precision;
 use autosam::heads::store::{self, ClassInfo, HeadInfo};
 use autosam::heads::{CnnHead, Head, HeadKind};
+use autosam::loss::loss;
 use autosam::model::{HostTensor, Weights};
 use autosam::train::{
-    Progress, Resume, Sample, Schedule, TrainConfig, Trainer, fit, fit_from, loss, mean_dice,
-    one_hot, shuffle,
+    Progress, Resume, Sample, Schedule, TrainConfig, Trainer, fit, fit_from, mean_dice, one_hot,
+    shuffle,
 };
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};

@@ -1,12 +1,14 @@
-//! GroupNorm on tracked (autodiff) CPU tensors with its own backward: one pass for the
-//! statistics and one for the values forward, two backward. burn composes it from about ten tensor
-//! ops (mean, subtract, square, mean, ...), each a pass over the UNet's 256x256 feature maps
-//! forward and again backward; with its 3x3 convolutions on gemm, that was a quarter of the
-//! UNet's training step. Joined to burn's graph as in `model::tracked`; other devices keep
-//! burn's op.
+//! GroupNorm followed by ReLU on tracked (autodiff) CPU tensors, one op with its own backward:
+//! two passes for the statistics and one for the values forward, two backward. burn composes
+//! GroupNorm from about ten tensor ops (mean, subtract, square, mean, ...) and ReLU from two
+//! more, each a pass over the UNet's 256x256 feature maps forward and again backward; with its
+//! 3x3 convolutions on gemm, that was a quarter of the UNet's training step. The sums run in
+//! f32 lanes that the compiler vectorizes, folded into f64 per run (`kernels::sum_pairs`).
+//! Joined to burn's graph as in `model::tracked`; other devices keep burn's ops.
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::GroupNorm;
+use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -14,15 +16,17 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use crate::model::kernels::{f32s, flat, per_block};
+use crate::model::kernels::{f32s, flat, per_block, sum, sum_pairs};
 
-/// `norm` on `x`: the kernels here on a tracked f32 CPU tensor with an affine norm, else burn's.
-pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+/// `relu(norm(x))`: the kernels here on a tracked f32 CPU tensor with an affine norm, else
+/// burn's ops.
+pub fn group_norm_relu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    let burns = |x| relu(norm.forward(x));
     let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) else {
-        return norm.forward(x);
+        return burns(x);
     };
     if x.dtype() != DType::F32 || !x.device().is_autodiff() {
-        return norm.forward(x);
+        return burns(x);
     }
     let tracked = |t: Tensor<1>| t.try_into_primitive::<Autodiff<Flex>>().ok();
     let (Ok(input), Some(gamma), Some(beta)) = (
@@ -30,7 +34,7 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
         tracked(gamma.val()),
         tracked(beta.val()),
     ) else {
-        return norm.forward(x);
+        return burns(x);
     };
     let [batch, channels, h, w] = x.dims();
     let d = Dims {
@@ -47,6 +51,7 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
     let state = State {
         x: xs,
         gamma: gs,
+        beta: bs,
         stats,
         dims: d,
     };
@@ -83,6 +88,7 @@ type Stats = Vec<(f32, f32)>;
 struct State {
     x: FlexTensor,
     gamma: FlexTensor,
+    beta: FlexTensor,
     stats: Stats,
     dims: Dims,
 }
@@ -92,15 +98,15 @@ fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims) -> (Vec<f32>, Stats)
     let per = d.channels / d.groups;
     let stats = per_block(&mut y, d.group_len(), |i, run| {
         let n = run.len() as f64;
-        let mean = run.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = run.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        let (mean, rstd) = (mean as f32, 1.0 / (var as f32 + d.eps).sqrt());
+        let mean = (sum(run, |v| v) / n) as f32;
+        let var = sum(run, |v| (v - mean) * (v - mean)) / n;
+        let rstd = 1.0 / (var as f32 + d.eps).sqrt();
         let first = (i % d.groups) * per;
         for (c, plane) in run.chunks_exact_mut(d.plane).enumerate() {
             let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
             plane
                 .iter_mut()
-                .for_each(|v| *v = (*v - mean) * scale + shift);
+                .for_each(|v| *v = ((*v - mean) * scale + shift).max(0.0));
         }
         (mean, rstd)
     });
@@ -118,16 +124,18 @@ impl Backward<Flex, 3> for GroupNormBackward {
         let State {
             x,
             gamma,
+            beta,
             stats,
             dims: d,
         } = ops.state;
         let grad = flat(grads.consume::<Flex>(&ops.node));
         let mut dx = f32s(&grad).to_vec();
-        let (x, gamma) = (f32s(&x), f32s(&gamma));
+        let (x, gamma, beta) = (f32s(&x), f32s(&gamma), f32s(&beta));
         let per = d.channels / d.groups;
         let len = d.group_len();
         // The input gradient in place of the output gradient, and per group the sums over each
-        // channel's plane of dy x̂ and dy (gamma's and beta's gradients).
+        // channel's plane of dy x̂ and dy (gamma's and beta's gradients), dy taken through the
+        // ReLU: zero where the output was.
         let sums = per_block(&mut dx, len, |i, dy| {
             let (mean, rstd) = stats[i];
             let x = &x[i * len..][..len];
@@ -135,16 +143,17 @@ impl Backward<Flex, 3> for GroupNormBackward {
             let mut channel_sums = Vec::with_capacity(per);
             let (mut m1, mut m2) = (0.0f64, 0.0f64);
             for (c, (dy, x)) in dy
-                .chunks_exact(d.plane)
+                .chunks_exact_mut(d.plane)
                 .zip(x.chunks_exact(d.plane))
                 .enumerate()
             {
-                let (mut dyx, mut dys) = (0.0f64, 0.0f64);
-                for (&g, &v) in dy.iter().zip(x) {
-                    let xhat = (v - mean) * rstd;
-                    dyx += (g * xhat) as f64;
-                    dys += g as f64;
+                let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
+                for (g, &v) in dy.iter_mut().zip(x) {
+                    if (v - mean) * scale + shift <= 0.0 {
+                        *g = 0.0;
+                    }
                 }
+                let (dyx, dys) = sum_pairs(dy, x, |g, v| (g * ((v - mean) * rstd), g));
                 channel_sums.push((dyx as f32, dys as f32));
                 m1 += dys * gamma[first + c] as f64;
                 m2 += dyx * gamma[first + c] as f64;
@@ -221,8 +230,8 @@ mod tests {
                 grad(&norm.beta),
             ]
         };
-        let ours = run(group_norm(&norm, x.clone()));
-        let burns = run(norm.forward(x.clone()));
+        let ours = run(group_norm_relu(&norm, x.clone()));
+        let burns = run(relu(norm.forward(x.clone())));
         for (a, b) in ours.iter().zip(&burns) {
             a.assert_approx_eq::<f32>(b, burn::tensor::Tolerance::absolute(1e-4));
         }

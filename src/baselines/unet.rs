@@ -6,10 +6,9 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::group_norm::group_norm;
+use super::group_norm::group_norm_relu;
 use crate::heads::Segmenter;
 use crate::model::common::conv_transpose;
 use crate::model::conv3x3::conv3x3;
@@ -42,8 +41,8 @@ impl DoubleConv {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(group_norm(&self.norm1, conv3x3(&self.conv1, x)));
-        relu(group_norm(&self.norm2, conv3x3(&self.conv2, x)))
+        let x = group_norm_relu(&self.norm1, conv3x3(&self.conv1, x));
+        group_norm_relu(&self.norm2, conv3x3(&self.conv2, x))
     }
 }
 

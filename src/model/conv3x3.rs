@@ -390,7 +390,7 @@ fn bias_grad(dy: &[f32], d: Dims) -> Vec<f32> {
     let mut out = vec![0.0f32; d.cout];
     for image in dy.chunks_exact(d.cout * d.plane()) {
         for (o, plane) in image.chunks_exact(d.plane()).enumerate() {
-            out[o] += plane.iter().sum::<f32>();
+            out[o] += kernels::sum(plane, |v| v) as f32;
         }
     }
     out
