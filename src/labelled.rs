@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{SliceInputs, label_slice, put_label_slice};
 use crate::preprocess::{argmax, percentiles_nonzero};
 use crate::volume::{Volume, plane_indices};
-use crate::zoom::Zoom;
+use crate::zoom::{self, Zoom};
 
 /// A volume, the axis it is viewed along, and its labels once it has some. Segmentation, boxes
 /// and training work on the acquisition axis (`seg_axis`), whatever the view.
@@ -189,20 +189,33 @@ impl LabelledVolume {
         Ok(())
     }
 
-    /// The second look Segment's first pass calls for: [`Zoom::plan`] on the labels as the
-    /// encoder's `size`-square grid shows them.
-    pub fn zoom_plan(&mut self, size: usize) -> Option<Zoom> {
-        if self.labels.is_empty() {
-            return None;
-        }
+    /// Every slice's labels as the encoder's `size`-square grid shows them.
+    fn grid_labels(&mut self, size: usize) -> Vec<Vec<u8>> {
         let p = self.prepared(size);
-        let slices: Vec<Vec<u8>> = (0..p.slice_count())
+        (0..p.slice_count())
             .map(|z| {
                 p.letterbox
                     .labels(&label_slice(&self.labels, p.dims, p.axis, z))
             })
-            .collect();
-        Zoom::plan(&slices, size)
+            .collect()
+    }
+
+    /// The second look Segment's first pass calls for with a head trained on structures
+    /// spanning `target` of the grid: [`Zoom::plan`] on the labels on the encoder's `size` grid.
+    pub fn zoom_plan(&mut self, size: usize, target: f32) -> Option<Zoom> {
+        if self.labels.is_empty() {
+            return None;
+        }
+        Zoom::plan(&self.grid_labels(size), size, target)
+    }
+
+    /// How much of the encoder's `size` grid the labelled structures span ([`zoom::span`]):
+    /// what a head taught on this volume records.
+    pub fn label_span(&mut self, size: usize) -> Option<f32> {
+        if self.labels.is_empty() {
+            return None;
+        }
+        zoom::span(&self.grid_labels(size), size)
     }
 
     /// Slice `index`'s encoder input under `zoom`.
@@ -498,7 +511,7 @@ mod tests {
         v.restore_labels(small.clone());
         let size = 64;
         let zoom = v
-            .zoom_plan(size)
+            .zoom_plan(size, 0.3)
             .expect("small structures get a second look");
         assert!(zoom.scale > 1.5, "zoom x{}", zoom.scale);
         assert_eq!(v.zoomed_input(3, &zoom).unwrap().len(), 3 * size * size);

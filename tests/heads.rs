@@ -18,6 +18,7 @@ fn info(kind: HeadKind) -> HeadInfo {
         classes: cardiac_classes(),
         encoder: autosam::model::SamConfig::lite_medsam().encoder_id(),
         training: serde_json::json!({ "epochs": 0 }),
+        extent: Some(0.25),
     }
 }
 
@@ -98,6 +99,23 @@ fn damaged_and_foreign_head_files_are_refused() {
     let mut wrong = info(HeadKind::Cnn);
     wrong.classes.pop();
     assert!(store::save(&head, &wrong, Precision::F32).is_err());
+}
+
+#[test]
+fn an_int8_head_takes_an_extent_and_keeps_its_tensors() {
+    let device = autosam::backend::cpu();
+    let head = Head::new(HeadKind::Cnn, 4, &Weights::default(), &device).unwrap();
+    let mut before = info(HeadKind::Cnn);
+    before.extent = None;
+    let bytes = store::save(&head, &before, Precision::Int8).unwrap();
+    let set = store::with_extent(&bytes, Some(0.3)).unwrap();
+    let ((old, old_weights), (new, new_weights)) =
+        (store::read(&bytes).unwrap(), store::read(&set).unwrap());
+    assert_eq!((old.extent, new.extent), (None, Some(0.3)));
+    assert_eq!(new.training, old.training);
+    for (name, t) in old_weights.iter() {
+        assert_eq!(new_weights.get(name).unwrap().data, t.data, "{name}");
+    }
 }
 
 #[test]

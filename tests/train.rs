@@ -163,6 +163,7 @@ fn a_run_resumed_from_its_checkpoint_continues_as_if_it_had_not_stopped() {
             .collect(),
         encoder: "toy".into(),
         training: serde_json::Value::Null,
+        extent: None,
     };
     // What a checkpoint after epoch 2 keeps: the head's file and ids, Adam's state, progress.
     let mut kept = None;

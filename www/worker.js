@@ -55,8 +55,8 @@ const ops = {
   async teachValidate() {
     return [await trainer.validate()];
   },
-  async teachApply({ summary }) {
-    trainer.apply(model, JSON.stringify(summary));
+  async teachApply({ summary, extent }) {
+    trainer.apply(model, JSON.stringify(summary), extent);
     return [describe()];
   },
   // The wasm memory's size, which only grows: this worker's peak so far.

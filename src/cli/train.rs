@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use autosam::components::Pieces;
 use autosam::container::Precision;
-use autosam::error::Result;
+use autosam::error::{Error, Result};
 use autosam::heads::store::HeadInfo;
 use autosam::heads::{Head, HeadKind};
 use autosam::model::{Sam, Weights};
@@ -106,6 +106,44 @@ impl Train {
     }
 }
 
+/// Records in a head file how much of the encoder grid its training volumes' structures span
+/// (the median over the volumes), which Segment's second look zooms small structures up to.
+/// `train` and the page's Teach record it themselves; this sets it on a head made before.
+#[derive(clap::Args)]
+pub struct HeadExtent {
+    /// The head file, rewritten in place (its tensors as they were).
+    #[arg(long)]
+    head: PathBuf,
+    /// The volumes it was trained on (`--data`, `--volumes`).
+    #[command(flatten)]
+    labelled: Labelled,
+}
+
+impl HeadExtent {
+    pub fn run(self) -> Result<()> {
+        let size = self.labelled.model()?.0.input_size();
+        let spans = self
+            .labelled
+            .pairs()?
+            .iter()
+            .map(|pair| autosam::study::data::pair_span(pair, size))
+            .collect::<Result<Vec<_>>>()?;
+        let volumes = spans.len();
+        let extent = autosam::zoom::training_extent(spans);
+        let bytes = std::fs::read(&self.head).map_err(|e| at(&self.head, e))?;
+        let out = autosam::heads::store::with_extent(&bytes, extent)?;
+        std::fs::write(&self.head, out).map_err(|e| at(&self.head, e))?;
+        match extent {
+            Some(e) => println!(
+                "{}: extent {e:.3} of the grid (the median of {volumes} volumes)",
+                self.head.display()
+            ),
+            None => println!("{}: no labelled volume, no extent", self.head.display()),
+        }
+        Ok(())
+    }
+}
+
 /// Per-class 3-D Dice of a head on labelled volumes.
 #[derive(clap::Args)]
 pub struct Eval {
@@ -130,7 +168,7 @@ impl Eval {
             head: &head,
             classes: &info.classes,
             pieces: self.pieces,
-            zoom: self.zoom,
+            zoom: zoom_target(self.zoom, &info)?,
         };
         score::head_table(
             &sam,
@@ -172,7 +210,7 @@ impl Robustness {
             head: &head,
             classes: &info.classes,
             pieces: self.pieces,
-            zoom: self.zoom,
+            zoom: zoom_target(self.zoom, &info)?,
         };
         let table = robustness::table(
             &sam,
@@ -187,6 +225,17 @@ impl Robustness {
             std::fs::write(out, table).map_err(|e| at(out, e))?;
         }
         Ok(())
+    }
+}
+
+/// The second look's target when `zoom` asks for one: the head's training extent.
+fn zoom_target(zoom: bool, info: &HeadInfo) -> Result<Option<f32>> {
+    match (zoom, info.extent) {
+        (false, _) => Ok(None),
+        (true, Some(extent)) => Ok(Some(extent)),
+        (true, None) => Err(Error::Invalid(
+            "--zoom: the head records no training extent to zoom small structures up to".into(),
+        )),
     }
 }
 

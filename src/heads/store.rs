@@ -33,6 +33,11 @@ pub struct HeadInfo {
     pub encoder: String,
     /// Free-form: data, epochs, seed, validation Dice.
     pub training: serde_json::Value,
+    /// How much of the encoder's grid its training volumes' structures spanned (the median
+    /// [`crate::zoom::span`]): Segment's second look zooms structures found much smaller up to it.
+    /// None (files before it, or a head that should not zoom): no second look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extent: Option<f32>,
 }
 
 /// Colours of label codes 0, 1, 2, ... (background black): classes without their own colour take
@@ -259,6 +264,27 @@ pub fn load(
 
 /// The info and tensors of a head file; [`load`] builds the head.
 pub fn read(bytes: &[u8]) -> Result<(HeadInfo, Weights)> {
+    let (info, file) = verified(bytes)?;
+    Ok((info, file.weights))
+}
+
+/// The head file `bytes` with `extent` as its info's, its tensors stored as they were.
+pub fn with_extent(bytes: &[u8], extent: Option<f32>) -> Result<Vec<u8>> {
+    let (mut info, file) = verified(bytes)?;
+    info.extent = extent;
+    let out = write(&file.weights, &info, file.precision)?;
+    // int8 tensors are widened on reading and quantized again on writing: the same blocks'
+    // scales give back the same values, which the tensors' hash confirms.
+    let (_, again) = verified(&out)?;
+    if again.sha256 != file.sha256 {
+        return Err(Error::Invalid(
+            "storing the head again changed its tensors".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn verified(bytes: &[u8]) -> Result<(HeadInfo, container::Verified)> {
     let file = container::read(
         bytes,
         HEAD_FORMAT,
@@ -274,5 +300,5 @@ pub fn read(bytes: &[u8]) -> Result<(HeadInfo, Weights)> {
     if info.classes.is_empty() {
         return Err(Error::Weights("the head file names no classes".into()));
     }
-    Ok((info, file.weights))
+    Ok((info, file))
 }

@@ -108,6 +108,26 @@ pub fn embeddings(
     VolumeEmbeddings::from_bytes(&out)
 }
 
+/// How much of the encoder grid the labels `truth` of the `prepared` volume span.
+fn grid_span(prepared: &PreparedVolume, truth: &[u8]) -> Option<f32> {
+    let p = prepared;
+    let slices: Vec<Vec<u8>> = (0..p.slice_count())
+        .map(|z| p.letterbox.labels(&label_slice(truth, p.dims, p.axis, z)))
+        .collect();
+    crate::zoom::span(&slices, p.letterbox.size)
+}
+
+/// [`Case::span`] of a pair without encoding it: what a head trained on it records.
+pub fn pair_span(pair: &Pair, size: usize) -> Result<Option<f32>> {
+    let (_, image, gt) = pair;
+    let volume = read_volume(image)?;
+    let truth = read_volume(gt)?.labels();
+    if truth.len() != volume.data.len() {
+        return Err(at(gt, "labels and image differ in size"));
+    }
+    Ok(grid_span(&PreparedVolume::new(&volume, size), &truth))
+}
+
 /// A labelled volume ready for the heads and baselines: encoder inputs, cached embeddings and
 /// the ground truth in the source grid.
 pub struct Case {
@@ -154,6 +174,11 @@ impl Case {
         let p = &self.prepared;
         p.letterbox
             .labels(&label_slice(&self.truth, p.dims, p.axis, z))
+    }
+
+    /// How much of the encoder grid its labelled structures span ([`crate::zoom::span`]).
+    pub fn span(&self) -> Option<f32> {
+        grid_span(&self.prepared, &self.truth)
     }
 
     /// Slice `z`'s image on the encoder grid, one channel in [0, 1].

@@ -76,11 +76,14 @@ pub fn train(
     // Each slice with its views; validation takes whole slices, never their views. One case at
     // a time: its embeddings are dropped once they are samples (4 MB a slice in f32).
     let mut all: Vec<(Sample, Vec<Sample>)> = Vec::new();
+    let mut spans = Vec::new();
     for pair in &pairs {
         let case = Case::load(sam, pair, &args.cache)?;
+        spans.push(case.span());
         let views = case.views(sam, Family::Paper, cfg.views, cfg.seed, &args.cache)?;
         all.extend(case.embedding_samples().into_iter().zip(views));
     }
+    let extent = crate::zoom::training_extent(spans);
     shuffle(&mut all, cfg.seed);
     let n_val = ((all.len() as f64) * args.val_fraction).round() as usize;
     let val: Vec<Sample> = all
@@ -164,6 +167,7 @@ pub fn train(
             t["continues"] = serde_json::json!(before);
             t
         },
+        extent,
     };
     let save = |head: &Head, history: &[Progress]| -> Result<()> {
         let bytes = store::save(head, &info(history), args.precision)?;

@@ -123,13 +123,14 @@ fn volume_dice<M: Segmenter>(
     let side = (pred.len() / samples.len().max(1)).isqrt();
     let dims = [side, side, samples.len()];
     scored.pieces.apply(&mut pred, dims, classes);
-    if scored.zoom {
+    if let Some(target) = scored.zoom {
         let base = |z| shift.augment(z);
         if let Some(second) = second_look(
             sam,
             head,
             case,
             &pred,
+            target,
             base,
             shift.tag(),
             dense_pe,

@@ -180,20 +180,23 @@ pub struct Scored<'a, M> {
     pub head: &'a M,
     pub classes: &'a [ClassInfo],
     pub pieces: Pieces,
-    /// A second look, zoomed, at volumes whose structures come out small ([`Zoom`]).
-    pub zoom: bool,
+    /// A second look, zoomed, at volumes whose structures come out small ([`Zoom`]), up to the
+    /// head's training extent given here.
+    pub zoom: Option<f32>,
 }
 
 /// The second look at `case`'s slices that its first pass's grid label maps (`grid`, slices of
 /// S x S, cleaned) call for, each slice as `base(z)` changed it: the second pass's label maps on
-/// the unzoomed grid, or None when the structures are large enough already. The zoomed slices'
-/// embeddings are cached under `tag` and the zoom.
+/// the unzoomed grid, or None when the structures are large enough already for a head trained
+/// on structures spanning `target` of the grid. The zoomed slices' embeddings are cached under
+/// `tag` and the zoom.
 #[allow(clippy::too_many_arguments)]
 pub fn second_look<M: Segmenter>(
     sam: &Sam,
     head: &M,
     case: &Case,
     grid: &[u8],
+    target: f32,
     base: impl Fn(usize) -> Augment,
     tag: &str,
     dense_pe: &Tensor<4>,
@@ -201,7 +204,7 @@ pub fn second_look<M: Segmenter>(
 ) -> Result<Option<Vec<u8>>> {
     let s = case.prepared.letterbox.size;
     let slices: Vec<Vec<u8>> = grid.chunks_exact(s * s).map(<[u8]>::to_vec).collect();
-    let Some(zoom) = Zoom::plan(&slices, s) else {
+    let Some(zoom) = Zoom::plan(&slices, s, target) else {
         return Ok(None);
     };
     let draws: Vec<(usize, Augment)> = (0..slices.len())
@@ -247,16 +250,24 @@ pub fn head_table<M: Segmenter>(
     for pair in pairs {
         let case = Case::load(sam, pair, cache_dir)?;
         let mut pred = case.segment(head, false, &pe)?;
-        if zoom {
+        if let Some(target) = zoom {
             let p = &case.prepared;
             let s = p.letterbox.size;
             let mut grid =
                 predict_all(head, &case.embedding_samples(), &pe).ok_or_else(unreadable)?;
             pieces.apply(&mut grid, [s, s, p.slice_count()], head.classes());
             let base = |_| Augment::IDENTITY;
-            if let Some(g) =
-                second_look(sam, head, &case, &grid, base, "as-acquired", &pe, cache_dir)?
-            {
+            if let Some(g) = second_look(
+                sam,
+                head,
+                &case,
+                &grid,
+                target,
+                base,
+                "as-acquired",
+                &pe,
+                cache_dir,
+            )? {
                 for (z, plane) in g.chunks_exact(s * s).enumerate() {
                     put_label_slice(
                         &mut pred,

@@ -104,11 +104,12 @@ impl WebModel {
         )?)
     }
 
-    /// The current head's kind and training summary, as JSON.
+    /// The current head's kind, training summary and extent (null without one), as JSON.
     #[wasm_bindgen(js_name = headSummary)]
     pub fn head_summary(&self) -> String {
         let h = self.head.borrow();
-        serde_json::json!({"kind": h.info.kind, "training": h.info.training}).to_string()
+        serde_json::json!({"kind": h.info.kind, "training": h.info.training, "extent": h.info.extent})
+            .to_string()
     }
 
     /// A promise of the current head as a `.safetensors` file (f32), its classes in the metadata.

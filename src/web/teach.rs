@@ -189,8 +189,14 @@ impl WebTrainer {
     }
 
     /// Makes the head trained so far the model's head, with `summary` (JSON: epochs, Dice...)
-    /// as its training record; training can go on after.
-    pub fn apply(&self, model: &WebModel, summary: &str) -> Result<(), JsError> {
+    /// as its training record and `extent` (the median `WebVolume.labelSpan` of the taught
+    /// volumes) as the scale of its structures; training can go on after.
+    pub fn apply(
+        &self,
+        model: &WebModel,
+        summary: &str,
+        extent: Option<f32>,
+    ) -> Result<(), JsError> {
         let head = self
             .state
             .borrow()
@@ -212,6 +218,7 @@ impl WebTrainer {
                 classes: self.classes.clone(),
                 encoder: self.encoder.clone(),
                 training,
+                extent,
             },
         });
         Ok(())

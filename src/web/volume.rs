@@ -133,10 +133,18 @@ impl WebVolume {
         Ok(self.0.set_labels_from_logits(index, logits, classes)?)
     }
 
-    /// The second look the labels call for on the encoder's `size` grid, if any.
+    /// The second look the labels call for on the encoder's `size` grid with a head trained on
+    /// structures spanning `target` of it (the head's `extent`), if any.
     #[wasm_bindgen(js_name = zoomPlan)]
-    pub fn zoom_plan(&mut self, size: usize) -> Option<WebZoom> {
-        self.0.zoom_plan(size).map(WebZoom)
+    pub fn zoom_plan(&mut self, size: usize, target: f32) -> Option<WebZoom> {
+        self.0.zoom_plan(size, target).map(WebZoom)
+    }
+
+    /// How much of the encoder's `size` grid the labelled structures span, if any are labelled:
+    /// Teach records the median over its volumes in the head.
+    #[wasm_bindgen(js_name = labelSpan)]
+    pub fn label_span(&mut self, size: usize) -> Option<f32> {
+        self.0.label_span(size)
     }
 
     #[wasm_bindgen(js_name = zoomedInput)]

@@ -52,8 +52,9 @@ export const segment = () => job("Segmentation", async () => {
   if (!(await pass(undefined, "Segmenting"))) return setStatus("ready", "Segmentation cancelled");
   let cleared = clean();
   // Structures far smaller than training showed them (a wider field of view) get a second look,
-  // zoomed onto them.
-  const zoom = $("second-look").checked ? v.zoomPlan(info.inputSize) : undefined;
+  // zoomed onto them; a head that records no training extent gets none.
+  const extent = info.head.extent;
+  const zoom = $("second-look").checked && typeof extent === "number" ? v.zoomPlan(info.inputSize, extent) : undefined;
   let zoomed = "";
   if (zoom) {
     zoomed = `; a second look zoomed x${zoom.scale.toFixed(2)}`;

@@ -52,7 +52,12 @@ export const teach = () => job("Teaching", async () => {
   }
   const summary = { epochs: history.dice.length, steps: history.loss.length, final_loss: history.loss.at(-1), sources: sources.map((s) => s.name) };
   if (typeof dice === "number") summary.val_dice = dice;
-  headChanged(await call("teachApply", { summary }));
+  // The scale the head learns its structures at, for Segment's second look: the median of the
+  // volumes' spans on the encoder grid.
+  const spans = sources.map((s) => s.volume.labelSpan(info.inputSize)).filter((x) => x !== undefined).sort((a, b) => a - b);
+  const mid = spans.length >> 1;
+  const extent = spans.length === 0 ? undefined : spans.length % 2 ? spans[mid] : (spans[mid - 1] + spans[mid]) / 2;
+  headChanged(await call("teachApply", { summary, extent }));
   if (!app.model.cancel) {
     const n = history.dice.length;
     const perStep = (performance.now() - t1) / Math.max(1, history.loss.length);
