@@ -179,7 +179,7 @@ await check("a label map for the shown volume teaches a new head for one epoch",
   console.log(`     ${text}`);
 });
 await page.screenshot({ path: join(outDir, "page-taught.png") });
-await check("the taught head exports as .safetensors with its classes", async () => {
+await check("the taught head exports as .safetensors with its classes and training extent", async () => {
   const [download] = await Promise.all([page.waitForEvent("download"), page.getByTestId("export-head").click()]);
   const saved = join(outDir, download.suggestedFilename());
   await download.saveAs(saved);
@@ -190,7 +190,9 @@ await check("the taught head exports as .safetensors with its classes", async ()
   if (head.kind !== "linear" || head.classes.map((c) => c.name).join() !== "background,RV,MYO,LV" || head.training.trained_in !== "the page") {
     throw new Error(`head metadata: ${meta.head}`);
   }
-  console.log(`     ${download.suggestedFilename()}: ${b.length} bytes, ${meta.head.slice(0, 160)}…`);
+  // The scale of the taught structures on the encoder grid, for Segment's second look.
+  if (!(head.extent > 0 && head.extent <= 1)) throw new Error(`head extent: ${head.extent}`);
+  console.log(`     ${download.suggestedFilename()}: ${b.length} bytes, extent ${head.extent.toFixed(3)}, ${meta.head.slice(0, 160)}…`);
 });
 await check("the taught head segments, and undo brings back the label map it replaced", async () => {
   await pending();
