@@ -95,6 +95,9 @@ struct State {
     /// The softmax, [B, K, H, W]; the backward overwrites it with the gradient.
     probs: Vec<f32>,
     one_hot: FlexTensor,
+    /// Per pixel, [B, H, W], the truth's sum over classes: 1 where labelled, 0 for an unknown
+    /// label.
+    weight: Vec<f32>,
     /// Per foreground class (index 0 unused): its soft Dice and its sum of probabilities and
     /// truth.
     dice: Vec<f32>,
@@ -102,8 +105,10 @@ struct State {
     dims: Dims,
 }
 
-/// One image's sums: the truth's log-probabilities, and per class the sums of p y and p + y.
+/// One image's sums: the truth's log-probabilities, and per class the sums of p y and p + y;
+/// with its pixels' truth weights.
 struct Sums {
+    weight: Vec<f32>,
     log_likelihood: f64,
     inter: Vec<f64>,
     total: Vec<f64>,
@@ -118,6 +123,7 @@ fn forward(z: &[f32], one_hot: FlexTensor, d: Dims) -> (f32, State) {
         image_forward(z, y, p, d.plane)
     });
     let log_likelihood: f64 = sums.iter().map(|s| s.log_likelihood).sum();
+    let weight = sums.iter().flat_map(|s| s.weight.iter().copied()).collect();
     let mut value = -log_likelihood / d.pixels();
     let (mut dice, mut totals) = (vec![0.0f32; d.classes], vec![0.0f32; d.classes]);
     if d.classes >= 2 {
@@ -134,6 +140,7 @@ fn forward(z: &[f32], one_hot: FlexTensor, d: Dims) -> (f32, State) {
     let state = State {
         probs,
         one_hot,
+        weight,
         dice,
         totals,
         dims: d,
@@ -173,6 +180,7 @@ fn image_forward(z: &[f32], y: &[f32], p: &mut [f32], plane: usize) -> Sums {
         total.push(t);
     }
     Sums {
+        weight,
         log_likelihood,
         inter,
         total,
@@ -190,6 +198,7 @@ impl Backward<Flex, 1> for LossBackward {
         let State {
             mut probs,
             one_hot,
+            weight,
             dice,
             totals,
             dims: d,
@@ -211,10 +220,7 @@ impl Backward<Flex, 1> for LossBackward {
             .collect();
         per_block(&mut probs, d.image(), |i, p| {
             let y = &y[i * d.image()..][..d.image()];
-            let mut weight = vec![0.0f32; d.plane];
-            for yc in y.chunks_exact(d.plane) {
-                weight.iter_mut().zip(yc).for_each(|(w, &v)| *w += v);
-            }
+            let weight = &weight[i * d.plane..][..d.plane];
             let mut mixed = vec![0.0f32; d.plane];
             for (c, (pc, yc)) in p
                 .chunks_exact(d.plane)
@@ -233,7 +239,7 @@ impl Backward<Flex, 1> for LossBackward {
                 .enumerate()
             {
                 let (a, dc) = (scale[c], dice[c]);
-                for (((p, &y), &m), &w) in pc.iter_mut().zip(yc).zip(&mixed).zip(&weight) {
+                for (((p, &y), &m), &w) in pc.iter_mut().zip(yc).zip(&mixed).zip(weight) {
                     let g = if c == 0 { 0.0 } else { -(2.0 * y - dc) * a };
                     *p = upstream * ((*p * w - y) * ce + *p * (g - m));
                 }

@@ -47,8 +47,12 @@ pub fn extent(slices: &[Vec<u8>], size: usize) -> Option<[[usize; 2]; 2]> {
 /// The larger side of the box around every labelled pixel of a volume's `slices` (each `size`
 /// x `size`), over `size`; None without any.
 pub fn span(slices: &[Vec<u8>], size: usize) -> Option<f32> {
-    let [[y0, y1], [x0, x1]] = extent(slices, size)?;
-    Some((y1 - y0 + 1).max(x1 - x0 + 1) as f32 / size as f32)
+    Some(side(extent(slices, size)?, size))
+}
+
+/// The larger side of box `b` over `size`.
+fn side([[y0, y1], [x0, x1]]: [[usize; 2]; 2], size: usize) -> f32 {
+    (y1 - y0 + 1).max(x1 - x0 + 1) as f32 / size as f32
 }
 
 /// A head's training extent: the median [`span`] of its training volumes, None without any
@@ -70,8 +74,9 @@ impl Zoom {
     /// The zoom a first pass's label maps call for with a head trained on structures spanning
     /// `target` of the grid, or None when they are absent or large enough already.
     pub fn plan(slices: &[Vec<u8>], size: usize, target: f32) -> Option<Self> {
-        let [[y0, y1], [x0, x1]] = extent(slices, size)?;
-        let found = span(slices, size)?;
+        let b = extent(slices, size)?;
+        let found = side(b, size);
+        let [[y0, y1], [x0, x1]] = b;
         if !(target > 0.0 && target <= 1.0) || found >= TRIGGER * target {
             log::debug!("no second look: the structures span {found:.3} of the grid");
             return None;

@@ -499,12 +499,8 @@ pub(crate) fn gelu_values(x: &[f32]) -> Vec<f32> {
 }
 
 /// `exp` over a slice in place, for [`crate::loss`]: [`exp_vector`]'s precision.
-pub(crate) fn exp_in_place(values: &mut [f32]) {
-    exp_slice(values)
-}
-
 #[macerator::with_simd]
-fn exp_slice<S: Simd>(values: &mut [f32]) {
+pub(crate) fn exp_in_place<S: Simd>(values: &mut [f32]) {
     let lanes = <f32 as Scalar>::lanes::<S>();
     let mut chunks = values.chunks_exact_mut(lanes);
     for chunk in &mut chunks {

@@ -119,13 +119,21 @@ fn grid_span(prepared: &PreparedVolume, truth: &[u8]) -> Option<f32> {
 
 /// [`Case::span`] of a pair without encoding it: what a head trained on it records.
 pub fn pair_span(pair: &Pair, size: usize) -> Result<Option<f32>> {
-    let (_, image, gt) = pair;
+    let (name, image, gt) = pair;
     let volume = read_volume(image)?;
+    let truth = read_truth(name, gt, &volume)?;
+    Ok(grid_span(&PreparedVolume::new(&volume, size), &truth))
+}
+
+/// The label map at `gt` for `volume` (pair `name`), which must share its grid.
+fn read_truth(name: &str, gt: &Path, volume: &Volume) -> Result<Vec<u8>> {
     let truth = read_volume(gt)?.labels();
     if truth.len() != volume.data.len() {
-        return Err(at(gt, "labels and image differ in size"));
+        return Err(Error::Invalid(format!(
+            "{name}: labels and image differ in size"
+        )));
     }
-    Ok(grid_span(&PreparedVolume::new(&volume, size), &truth))
+    Ok(truth)
 }
 
 /// A labelled volume ready for the heads and baselines: encoder inputs, cached embeddings and
@@ -147,12 +155,7 @@ impl Case {
         let bytes = std::fs::read(image).map_err(|e| at(image, e))?;
         let volume = volume_from_bytes(image, &bytes)?;
         let key = cache::key(&bytes, &sam.config.encoder_id());
-        let truth = read_volume(gt)?.labels();
-        if truth.len() != volume.data.len() {
-            return Err(Error::Invalid(format!(
-                "{name}: labels and image differ in size"
-            )));
-        }
+        let truth = read_truth(name, gt, &volume)?;
         let prepared = PreparedVolume::new(&volume, sam.input_size());
         let embeddings = embeddings(sam, &key, &prepared, cache_dir)?;
         log::info!(
