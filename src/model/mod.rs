@@ -2,6 +2,7 @@
 //! and LiteMedSAM's `tiny_vit_sam.py`), plus how weights get in: upstream checkpoints
 //! ([`checkpoint`]) and the converted files the page downloads ([`format`]).
 
+pub mod attention;
 pub mod checkpoint;
 pub mod common;
 pub mod conv3x3;

@@ -9,8 +9,9 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::attention;
 use super::common::{MlpBlock, Neck, conv, layer_norm};
-use super::kernels::{self, attention_softmax, gelu};
+use super::kernels::{self, gelu};
 use super::weights::{HostTensor, Weights, conv2d, linear};
 use crate::error::{Error, Result};
 
@@ -139,18 +140,10 @@ impl Attention {
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, n, _] = x.dims();
-        let (h, kd) = (self.num_heads, self.key_dim);
-        let qkv = kernels::linear(&self.qkv, self.norm.forward(x))
-            .reshape([b, n, h, 3 * kd])
-            .swap_dims(1, 2);
-        let q = qkv.clone().narrow(3, 0, kd);
-        let k = qkv.clone().narrow(3, kd, kd);
-        let v = qkv.narrow(3, 2 * kd, kd);
-        let scale = (kd as f32).powf(-0.5);
-        let attn = attention_softmax(q.matmul(k.swap_dims(2, 3)), scale, self.ab.val());
-        let x = attn.matmul(v).swap_dims(1, 2).reshape([b, n, h * kd]);
-        kernels::linear(&self.proj, x)
+        let qkv = kernels::linear(&self.qkv, self.norm.forward(x));
+        let scale = (self.key_dim as f32).powf(-0.5);
+        let attended = attention::attend(qkv, self.num_heads, scale, self.ab.val());
+        kernels::linear(&self.proj, attended)
     }
 }
 
