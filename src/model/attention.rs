@@ -7,7 +7,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::kernels::{self, f32s, softmax_rows, values};
+use super::kernels::{self, f32s, gemm_add, softmax_rows, values};
 
 /// `qkv` [windows, n, heads * 3 * key_dim] (per head q, k, v side by side) to the attended
 /// values [windows, n, heads * key_dim], with `bias` [1, heads, n, n].
@@ -79,64 +79,30 @@ unsafe fn window_head(
     let row = heads * 3 * kd;
     let base = &qkv[window * n * row + head * 3 * kd..];
     let (q, k, v) = (base.as_ptr(), base[kd..].as_ptr(), base[2 * kd..].as_ptr());
+    // The products add onto their destination: fresh scores, and output columns that only
+    // this task writes, still zero.
+    scores.clear();
     scores.resize(n * n, 0.0);
+    let row = row as isize;
     // SAFETY: q and k rows lie `row` apart inside the window's n rows; scores holds n x n.
     unsafe {
-        product(
+        gemm_add(
             [n, n, kd],
-            (scores.as_mut_ptr(), n as isize),
-            (q, row as isize, 1),
+            (scores.as_mut_ptr(), n as isize, 1),
+            (q, row, 1),
             // kᵀ: its row c is k's column c, walking the tokens at `row` apart.
-            (k, 1, row as isize),
+            (k, 1, row),
         );
     }
     softmax_rows(scores, head * n, [heads, n, n], scale, bias);
     let dst = out.0.wrapping_add(window * n * heads * kd + head * kd);
     // SAFETY: dst rows are the window's output rows (heads * kd apart), this head's kd columns.
     unsafe {
-        product(
+        gemm_add(
             [n, kd, n],
-            (dst, (heads * kd) as isize),
+            (dst, (heads * kd) as isize, 1),
             (scores.as_ptr(), n as isize, 1),
-            (v, row as isize, 1),
-        );
-    }
-}
-
-/// `dst = lhs rhs` for [m, n] = [m, k] [k, n]: dst given as (pointer, row stride) with unit
-/// column stride, the operands as (pointer, row stride, column stride); single-threaded, as the
-/// (window, head) pairs are the parallel tasks.
-///
-/// # Safety
-/// Each pointer must address its operand's values at the strides given.
-unsafe fn product(
-    [m, n, k]: [usize; 3],
-    (dst, dst_rs): (*mut f32, isize),
-    (lhs, lhs_rs, lhs_cs): (*const f32, isize, isize),
-    (rhs, rhs_rs, rhs_cs): (*const f32, isize, isize),
-) {
-    // SAFETY: the caller's.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs,
-            false,
-            lhs,
-            lhs_cs,
-            lhs_rs,
-            rhs,
-            rhs_cs,
-            rhs_rs,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            (v, row, 1),
         );
     }
 }

@@ -299,7 +299,7 @@ fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, d: Dims) -> Vec<f32>
                     std::slice::from_raw_parts_mut(dst.add(o * d.plane()), len).fill(v);
                 }
             }
-            gemm(
+            kernels::gemm_add(
                 [d.cout, len, 9 * d.cin],
                 (dst, d.plane() as isize, 1),
                 (weight.as_ptr(), 9 * d.cin as isize, 1),
@@ -340,7 +340,7 @@ fn weight_grad(x: &[f32], dy: &[f32], d: Dims) -> Vec<f32> {
         // SAFETY: `grad` holds Cout rows of `len` values at row stride H W (the last ends
         // inside the image), `cols` 9 Cin rows of `len`, and `acc` 9 Cin rows of Cout.
         unsafe {
-            gemm(
+            kernels::gemm_add(
                 [d.cout, 9 * d.cin, len],
                 (acc.as_mut_ptr(), 1, d.cout as isize),
                 (grad.as_ptr(), d.plane() as isize, 1),
@@ -394,43 +394,6 @@ fn bias_grad(dy: &[f32], d: Dims) -> Vec<f32> {
         }
     }
     out
-}
-
-/// `dst += lhs rhs` for [m, n] = [m, k] [k, n], each operand given as (pointer, row stride,
-/// column stride); single-threaded, as the bands are the parallel tasks.
-///
-/// # Safety
-/// Each pointer must address its operand's values at the strides given.
-unsafe fn gemm(
-    [m, n, k]: [usize; 3],
-    dst: (*mut f32, isize, isize),
-    lhs: (*const f32, isize, isize),
-    rhs: (*const f32, isize, isize),
-) {
-    // SAFETY: the caller's.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.2,
-            dst.1,
-            true,
-            lhs.0,
-            lhs.2,
-            lhs.1,
-            rhs.0,
-            rhs.2,
-            rhs.1,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 #[cfg(test)]

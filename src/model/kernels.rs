@@ -425,6 +425,44 @@ unsafe fn gemm_raw(
     }
 }
 
+/// `dst += lhs rhs` for [m, n] = [m, k] [k, n], each operand given as (pointer, row stride,
+/// column stride); single-threaded, for kernels whose tasks are the parallel unit (bands of a
+/// convolution, an attention's (window, head) pairs).
+///
+/// # Safety
+/// Each pointer must address its operand's values at the strides given.
+pub(crate) unsafe fn gemm_add(
+    [m, n, k]: [usize; 3],
+    dst: (*mut f32, isize, isize),
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+) {
+    // SAFETY: the caller's.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.2,
+            dst.1,
+            true,
+            lhs.0,
+            lhs.2,
+            lhs.1,
+            rhs.0,
+            rhs.2,
+            rhs.1,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// erf(x) = x P(x²) / Q(x²) on [-4, 4], coefficients from the highest power down; outside, |erf|
 /// is within 2e-8 of 1. The absolute error stays under 5e-7 over the whole range.
 const ERF_P: [f32; 7] = [
