@@ -6,7 +6,6 @@
 //! second bottom to top (anterior up for an axial RAS volume).
 
 use crate::augment::Augment;
-use crate::components::Pieces;
 use crate::error::{Error, Result};
 use crate::pipeline::{SliceInputs, label_slice, put_label_slice};
 use crate::preprocess::{argmax, percentiles_nonzero};
@@ -249,13 +248,9 @@ impl LabelledVolume {
         Ok(())
     }
 
-    /// Cuts the label volume of classes `1..classes` to `pieces`; returns the voxels cleared.
-    pub fn keep_pieces(&mut self, pieces: Pieces, classes: usize) -> usize {
-        if self.labels.is_empty() {
-            return 0;
-        }
-        let dims = self.volume.dims;
-        pieces.apply(&mut self.labels, dims, classes)
+    /// The volume's dimensions, x fastest: the label volume's too.
+    pub fn dims(&self) -> [usize; 3] {
+        self.volume.dims
     }
 
     /// A box drawn on the view (display pixels, corners in any order) as `[x0, y0, x1, y1]` on the

@@ -379,6 +379,19 @@ fn labelling_on_the_phantom_matches_the_pipeline() {
     v.restore_slice_labels(z, &ring);
     assert_eq!(v.slice_labels(z), ring);
     assert_eq!(v.slice_labels(z + 1), other);
+
+    // Segment's cleanup as the page's worker runs it, on the labels the page hands over: a
+    // speck of LV in a corner goes, the heart stays, and dimensions that do not fit are an error.
+    let mut labels = v.all_labels();
+    let dims = v.label_dims();
+    assert_eq!(dims, [128, 144, 8]);
+    labels[0] = 3;
+    let hearts = labels.iter().filter(|&&l| l > 0).count();
+    let cleared = web::keep_largest_pieces(&mut labels, dims, 4).unwrap();
+    assert!(cleared >= 1 && labels[0] == 0, "{cleared} voxels cleared");
+    assert!(labels.iter().filter(|&&l| l > 0).count() >= hearts - cleared);
+    assert!(hearts - cleared > hearts / 2, "the heart stays");
+    assert!(web::keep_largest_pieces(&mut labels, vec![2, 2, 2], 4).is_err());
 }
 
 /// A label map of another size.

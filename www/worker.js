@@ -59,6 +59,11 @@ const ops = {
     trainer.apply(model, JSON.stringify(summary), extent);
     return [describe()];
   },
+  // Segment's cleanup, off the page's thread: a whole CT's flood fills take seconds.
+  async keepLargestPieces({ labels, dims, classes }) {
+    const cleared = wasm.keepLargestPieces(labels, dims, classes);
+    return [{ labels, cleared }, [labels.buffer]];
+  },
   // The wasm memory's size, which only grows: this worker's peak so far.
   async memory() {
     return [wasm.memoryBytes()];

@@ -131,6 +131,28 @@ pub fn cardiac_function(frames: js_sys::Array, lv: i32, rv: i32, myo: i32) -> Op
     cardiac_function(&frames, codes).map(|f| serde_json::to_string(&f).unwrap_or_default())
 }
 
+/// Segment's cleanup, in place on a label volume of `dims` (x fastest): each class of
+/// `1..classes` cut to its largest pieces; returns the voxels cleared. The page runs it on its
+/// primary worker, as a whole CT's flood fills take seconds.
+#[wasm_bindgen(js_name = keepLargestPieces)]
+pub fn keep_largest_pieces(
+    labels: &mut [u8],
+    dims: Vec<u32>,
+    classes: usize,
+) -> Result<usize, JsError> {
+    let dims: [usize; 3] = match dims[..] {
+        [x, y, z] => [x as usize, y as usize, z as usize],
+        _ => return Err(JsError::new("label dimensions are [x, y, z]")),
+    };
+    if dims.iter().product::<usize>() != labels.len() {
+        return Err(JsError::new(&format!(
+            "{} labels do not fill a {dims:?} volume",
+            labels.len()
+        )));
+    }
+    Ok(crate::components::Pieces::Largest.apply(labels, dims, classes))
+}
+
 /// Bytes of this instance's linear memory: it only ever grows, so this is its peak. The page sizes
 /// its pool of workers from it.
 #[wasm_bindgen(js_name = memoryBytes)]

@@ -2,7 +2,6 @@
 
 use wasm_bindgen::prelude::*;
 
-use crate::components::Pieces;
 use crate::labelled::LabelledVolume;
 use crate::nii::{ReadOptions, read_nifti};
 use crate::zoom::{MAX_SCALE, Zoom};
@@ -165,11 +164,10 @@ impl WebVolume {
             .set_labels_from_zoomed_logits(index, logits, classes, &zoom.0)?)
     }
 
-    /// Each class of `1..classes` cut to its largest pieces (Segment's cleanup); returns the
-    /// voxels cleared.
-    #[wasm_bindgen(js_name = keepLargestPieces)]
-    pub fn keep_largest_pieces(&mut self, classes: usize) -> usize {
-        self.0.keep_pieces(Pieces::Largest, classes)
+    /// The label volume's dimensions, x fastest (`keepLargestPieces` takes them).
+    #[wasm_bindgen(js_name = labelDims)]
+    pub fn label_dims(&self) -> Vec<u32> {
+        self.0.dims().iter().map(|&d| d as u32).collect()
     }
 
     #[wasm_bindgen(js_name = encoderBox)]

@@ -44,13 +44,20 @@ export const segment = () => job("Segmentation", async () => {
     return true;
   };
   // Stray islands (a speck of "LV" outside the heart) are most of a head's errors on new scans.
-  const clean = () => {
-    const cleared = largest ? v.keepLargestPieces(k) : 0;
-    if (cleared && s === app.current) draw();
-    return cleared;
+  // The primary worker cuts them, so the page stays responsive through a whole CT's flood fills.
+  const clean = async () => {
+    const labels = largest ? v.allLabels() : new Uint8Array();
+    if (!labels.length) return 0;
+    const dims = v.labelDims();
+    const kept = await app.pool.call("keepLargestPieces", { labels, dims, classes: k }, [labels.buffer]);
+    if (kept.cleared) {
+      v.restoreAllLabels(kept.labels);
+      if (s === app.current) draw();
+    }
+    return kept.cleared;
   };
   if (!(await pass(undefined, "Segmenting"))) return setStatus("ready", "Segmentation cancelled");
-  let cleared = clean();
+  let cleared = await clean();
   // Structures far smaller than training showed them (a wider field of view) get a second look,
   // zoomed onto them; a head that records no training extent gets none.
   const extent = info.head.extent;
@@ -61,7 +68,7 @@ export const segment = () => job("Segmentation", async () => {
     const done = await pass(zoom, `Second look (x${zoom.scale.toFixed(2)}) at`);
     zoom.free();
     if (!done) return setStatus("ready", "Segmentation cancelled during the second look");
-    cleared = clean();
+    cleared = await clean();
   }
   listVolumes();
   measures();
