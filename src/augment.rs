@@ -43,11 +43,16 @@ impl Rng {
 const ELASTIC_GRID: usize = 5;
 
 /// Which family of views an augmented cache entry holds (its cache key names it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    all(feature = "cli", not(target_arch = "wasm32")),
+    derive(clap::ValueEnum)
+)]
 pub enum Family {
-    /// [`Augment::random`].
+    /// Flips, +-15 degrees, 0.9-1.1 scale, small shifts, contrast, brightness and gamma.
     Mild,
-    /// [`Augment::paper`].
+    /// The paper's: any rotation, 0.5-1.9 scale, elastic deformation, brightness, gamma, noise.
+    #[default]
     Paper,
 }
 

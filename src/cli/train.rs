@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use autosam::augment::Family;
 use autosam::components::Pieces;
 use autosam::container::Precision;
 use autosam::error::{Error, Result};
@@ -39,10 +40,13 @@ pub struct Train {
     schedule: Schedule,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Augmented views per slice, of the paper's family (elastic deformation included), encoded
-    /// once and cached; each epoch shows every slice in a different one (or as it is).
+    /// Augmented views per slice, encoded once and cached; each epoch shows every slice in a
+    /// different one (or as it is).
     #[arg(long, default_value_t = 0)]
     views: usize,
+    /// The family the views are drawn from.
+    #[arg(long, value_enum, default_value_t)]
+    family: Family,
     /// Train for exactly this many mini-batches instead of `--epochs` passes.
     #[arg(long)]
     steps: Option<usize>,
@@ -80,6 +84,7 @@ impl Train {
             head: self.head,
             out: self.out,
             config,
+            family: self.family,
             val_fraction: self.val_fraction,
             cache: self.labelled.cache,
             precision: self.precision,

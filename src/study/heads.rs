@@ -24,6 +24,8 @@ pub struct TrainArgs {
     pub head: HeadKind,
     pub out: PathBuf,
     pub config: TrainConfig,
+    /// The family `config.views` are drawn from.
+    pub family: Family,
     pub val_fraction: f64,
     pub cache: PathBuf,
     pub precision: Precision,
@@ -80,7 +82,7 @@ pub fn train(
     for pair in &pairs {
         let case = Case::load(sam, pair, &args.cache)?;
         spans.push(case.span());
-        let views = case.views(sam, Family::Paper, cfg.views, cfg.seed, &args.cache)?;
+        let views = case.views(sam, args.family, cfg.views, cfg.seed, &args.cache)?;
         all.extend(case.embedding_samples().into_iter().zip(views));
     }
     let extent = crate::zoom::training_extent(spans);
@@ -138,6 +140,10 @@ pub fn train(
     // Named only when used, so that checkpoints of runs without views keep matching.
     if cfg.views > 0 {
         run["views"] = cfg.views.into();
+        // Likewise the family, when it is not the paper's (the only one before it was named).
+        if args.family != Family::Paper {
+            run["family"] = format!("{:?}", args.family).into();
+        }
     }
     let (head, resume) = match &args.checkpoint {
         Some(dir) if dir.join(CHECKPOINT_STATE).exists() => {
