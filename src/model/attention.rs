@@ -27,14 +27,19 @@ pub fn attend(qkv: Tensor<3>, heads: usize, scale: f32, bias: Tensor<4>) -> Tens
     }
     let device = qkv.device();
     let (qkv, bias) = (values(&qkv), values(&bias));
-    let (qkv, bias) = (f32s(&qkv), f32s(&bias));
+    let inputs = Windows {
+        qkv: f32s(&qkv),
+        bias: f32s(&bias),
+        scale,
+        n,
+        heads,
+        kd,
+    };
     let mut out = vec![0.0f32; windows * n * heads * kd];
-    let shape = Shape { n, heads, kd };
     let out_ptr = Out(out.as_mut_ptr());
     let task = |scores: &mut Vec<f32>, task: usize| {
-        let (window, head) = (task / heads, task % heads);
-        // SAFETY: task (window, head) writes only its head's kd columns of its window's rows.
-        unsafe { window_head(qkv, bias, scale, shape, window, head, scores, &out_ptr) };
+        // SAFETY: each task index is one (window, head) pair, run once.
+        unsafe { inputs.attend(task / heads, task % heads, scores, &out_ptr) };
     };
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -51,8 +56,12 @@ pub fn attend(qkv: Tensor<3>, heads: usize, scale: f32, bias: Tensor<4>) -> Tens
     Tensor::from_data(TensorData::new(out, [windows, n, heads * kd]), &device)
 }
 
-#[derive(Clone, Copy)]
-struct Shape {
+/// The attention's inputs: the qkv layer's output and the bias table as contiguous values, with
+/// the scale, the tokens per window, the heads and the key size.
+struct Windows<'a> {
+    qkv: &'a [f32],
+    bias: &'a [f32],
+    scale: f32,
     n: usize,
     heads: usize,
     kd: usize,
@@ -63,47 +72,46 @@ struct Out(*mut f32);
 // SAFETY: tasks write disjoint (window, head) blocks of the buffer, which outlives them.
 unsafe impl Sync for Out {}
 
-/// # Safety
-/// No other task may write window `window`, head `head` of `out` meanwhile.
-#[allow(clippy::too_many_arguments)]
-unsafe fn window_head(
-    qkv: &[f32],
-    bias: &[f32],
-    scale: f32,
-    Shape { n, heads, kd }: Shape,
-    window: usize,
-    head: usize,
-    scores: &mut Vec<f32>,
-    out: &Out,
-) {
-    let row = heads * 3 * kd;
-    let base = &qkv[window * n * row + head * 3 * kd..];
-    let (q, k, v) = (base.as_ptr(), base[kd..].as_ptr(), base[2 * kd..].as_ptr());
-    // The products add onto their destination: fresh scores, and output columns that only
-    // this task writes, still zero.
-    scores.clear();
-    scores.resize(n * n, 0.0);
-    let row = row as isize;
-    // SAFETY: q and k rows lie `row` apart inside the window's n rows; scores holds n x n.
-    unsafe {
-        gemm_add(
-            [n, n, kd],
-            (scores.as_mut_ptr(), n as isize, 1),
-            (q, row, 1),
-            // kᵀ: its row c is k's column c, walking the tokens at `row` apart.
-            (k, 1, row),
-        );
-    }
-    softmax_rows(scores, head * n, [heads, n, n], scale, bias);
-    let dst = out.0.wrapping_add(window * n * heads * kd + head * kd);
-    // SAFETY: dst rows are the window's output rows (heads * kd apart), this head's kd columns.
-    unsafe {
-        gemm_add(
-            [n, kd, n],
-            (dst, (heads * kd) as isize, 1),
-            (scores.as_ptr(), n as isize, 1),
-            (v, row, 1),
-        );
+impl Windows<'_> {
+    /// Window `window`, head `head`: its kd columns of the window's rows of `out`.
+    ///
+    /// # Safety
+    /// No other task may write window `window`, head `head` of `out` meanwhile.
+    unsafe fn attend(&self, window: usize, head: usize, scores: &mut Vec<f32>, out: &Out) {
+        let Self { n, heads, kd, .. } = *self;
+        let row = heads * 3 * kd;
+        let base = &self.qkv[window * n * row + head * 3 * kd..];
+        let (q, k, v) = (base.as_ptr(), base[kd..].as_ptr(), base[2 * kd..].as_ptr());
+        // The products add onto their destination: fresh scores, and output columns that only
+        // this task writes, still zero.
+        scores.clear();
+        scores.resize(n * n, 0.0);
+        let row = row as isize;
+        let single = gemm::Parallelism::None;
+        // SAFETY: q and k rows lie `row` apart inside the window's n rows; scores holds n x n.
+        unsafe {
+            gemm_add(
+                [n, n, kd],
+                (scores.as_mut_ptr(), n as isize, 1),
+                (q, row, 1),
+                // kᵀ: its row c is k's column c, walking the tokens at `row` apart.
+                (k, 1, row),
+                single,
+            );
+        }
+        softmax_rows(scores, head * n, [heads, n, n], self.scale, self.bias);
+        let dst = out.0.wrapping_add(window * n * heads * kd + head * kd);
+        // SAFETY: dst rows are the window's output rows (heads * kd apart), this head's kd
+        // columns.
+        unsafe {
+            gemm_add(
+                [n, kd, n],
+                (dst, (heads * kd) as isize, 1),
+                (scores.as_ptr(), n as isize, 1),
+                (v, row, 1),
+                single,
+            );
+        }
     }
 }
 

@@ -304,6 +304,7 @@ fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, d: Dims) -> Vec<f32>
                 (dst, d.plane() as isize, 1),
                 (weight.as_ptr(), 9 * d.cin as isize, 1),
                 (cols.as_ptr(), len as isize, 1),
+                gemm::Parallelism::None,
             );
         }
     });
@@ -345,6 +346,7 @@ fn weight_grad(x: &[f32], dy: &[f32], d: Dims) -> Vec<f32> {
                 (acc.as_mut_ptr(), 1, d.cout as isize),
                 (grad.as_ptr(), d.plane() as isize, 1),
                 (cols.as_ptr(), 1, len as isize),
+                gemm::Parallelism::None,
             );
         }
     };

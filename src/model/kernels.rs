@@ -272,15 +272,11 @@ fn gemm_bias_into(out: &mut [f32], product: &Product, bias: Option<Bias>) {
     let parallelism = gemm::Parallelism::None;
     // SAFETY: the three buffers hold m n, m k and k n values, laid out with the strides given.
     unsafe {
-        gemm_raw(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            n,
-            lhs.as_ptr(),
-            rhs.as_ptr(),
-            n,
+        gemm_add(
+            [m, n, k],
+            (out.as_mut_ptr(), n as isize, 1),
+            (lhs.as_ptr(), k as isize, 1),
+            (rhs.as_ptr(), n as isize, 1),
             parallelism,
         )
     }
@@ -319,15 +315,11 @@ fn gemm_bias_by_columns(out: &mut [f32], product: &Product, bias: Option<Bias>) 
                 let row = std::slice::from_raw_parts_mut(dst.add(r * n), width);
                 fill_bias_row(row, r, first, bias.as_ref());
             }
-            gemm_raw(
-                m,
-                width,
-                k,
-                dst,
-                n,
-                lhs.as_ptr(),
-                rhs.as_ptr().add(first),
-                n,
+            gemm_add(
+                [m, width, k],
+                (dst, n as isize, 1),
+                (lhs.as_ptr(), k as isize, 1),
+                (rhs.as_ptr().add(first), n as isize, 1),
                 gemm::Parallelism::None,
             );
         }
@@ -358,15 +350,11 @@ fn gemm_bias_by_rows(out: &mut [f32], product: &Product, bias: Option<Bias>) {
             // SAFETY: the block holds `height` rows of n values; lhs rows from `first` hold k
             // values each, and rhs is the whole [k, n] operand.
             unsafe {
-                gemm_raw(
-                    height,
-                    n,
-                    k,
-                    block.as_mut_ptr(),
-                    n,
-                    lhs.as_ptr().add(first * k),
-                    rhs.as_ptr(),
-                    n,
+                gemm_add(
+                    [height, n, k],
+                    (block.as_mut_ptr(), n as isize, 1),
+                    (lhs.as_ptr().add(first * k), k as isize, 1),
+                    (rhs.as_ptr(), n as isize, 1),
                     gemm::Parallelism::None,
                 );
             }
@@ -382,52 +370,10 @@ fn fill_bias_row(row: &mut [f32], r: usize, first: usize, bias: Option<&Bias>) {
     }
 }
 
-/// `dst += lhs rhs` for row-major lhs [m, k] (row stride k), rhs [k, n] and dst [m, n] with the
-/// row strides given.
-///
-/// # Safety
-/// The three pointers must address buffers that hold those rows at those strides.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_raw(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_stride: usize,
-    lhs: *const f32,
-    rhs: *const f32,
-    rhs_stride: usize,
-    parallelism: gemm::Parallelism,
-) {
-    // SAFETY: the caller's.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_stride as isize,
-            true,
-            lhs,
-            1,
-            k as isize,
-            rhs,
-            1,
-            rhs_stride as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 /// `dst += lhs rhs` for [m, n] = [m, k] [k, n], each operand given as (pointer, row stride,
-/// column stride); single-threaded, for kernels whose tasks are the parallel unit (bands of a
-/// convolution, an attention's (window, head) pairs).
+/// column stride), on gemm's own threads as `parallelism` says: none inside kernels whose tasks
+/// are the parallel unit (blocks of a product, bands of a convolution, an attention's (window,
+/// head) pairs).
 ///
 /// # Safety
 /// Each pointer must address its operand's values at the strides given.
@@ -436,6 +382,7 @@ pub(crate) unsafe fn gemm_add(
     dst: (*mut f32, isize, isize),
     lhs: (*const f32, isize, isize),
     rhs: (*const f32, isize, isize),
+    parallelism: gemm::Parallelism,
 ) {
     // SAFETY: the caller's.
     unsafe {
@@ -458,7 +405,7 @@ pub(crate) unsafe fn gemm_add(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
