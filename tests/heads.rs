@@ -134,3 +134,56 @@ fn a_head_for_other_embeddings_is_refused() {
         .to_string();
     assert!(err.contains("train it again"), "{err}");
 }
+
+#[test]
+fn a_soup_is_the_mean_of_its_heads_and_refuses_strangers() {
+    let device = autosam::backend::cpu();
+    let cnn = || Head::new(HeadKind::Cnn, 4, &Weights::default(), &device).unwrap();
+    let mut second = info(HeadKind::Cnn);
+    second.extent = Some(0.35);
+    let files = [
+        store::save(&cnn(), &info(HeadKind::Cnn), Precision::F32).unwrap(),
+        store::save(&cnn(), &second, Precision::F32).unwrap(),
+    ];
+    let (soup, mean) = autosam::heads::soup::average(&files).unwrap();
+    assert_eq!(
+        (soup.kind, &soup.classes),
+        (HeadKind::Cnn, &cardiac_classes())
+    );
+    assert!((soup.extent.unwrap() - 0.3).abs() < 1e-6);
+    assert_eq!(soup.training["soup"].as_array().unwrap().len(), 2);
+    let (a, b) = (
+        store::read(&files[0]).unwrap().1,
+        store::read(&files[1]).unwrap().1,
+    );
+    assert_eq!(mean.len(), a.len());
+    for (name, t) in mean.iter() {
+        let (x, y) = (&a.get(name).unwrap().data, &b.get(name).unwrap().data);
+        // Two fresh heads start from different random draws: the mean lies between them.
+        assert!(x != y, "{name}");
+        for ((m, x), y) in t.data.iter().zip(x).zip(y) {
+            assert!((m - (x + y) / 2.0).abs() < 1e-6, "{name}");
+        }
+    }
+
+    // One head is no soup; other classes or another encoder do not average.
+    assert!(autosam::heads::soup::average(&files[..1]).is_err());
+    let two = Head::new(HeadKind::Cnn, 2, &Weights::default(), &device).unwrap();
+    let mut two_info = info(HeadKind::Cnn);
+    two_info.classes.truncate(2);
+    let other = store::save(&two, &two_info, Precision::F32).unwrap();
+    let err = autosam::heads::soup::average(&[files[0].clone(), other])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("head 2 differs from head 1 in its classes"),
+        "{err}"
+    );
+    let mut stale = info(HeadKind::Cnn);
+    stale.encoder = "litemedsam".into();
+    let other = store::save(&cnn(), &stale, Precision::F32).unwrap();
+    let err = autosam::heads::soup::average(&[files[0].clone(), other])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("encoder"), "{err}");
+}

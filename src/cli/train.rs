@@ -149,6 +149,40 @@ impl HeadExtent {
     }
 }
 
+/// Averages heads fine-tuned from one start, parameter by parameter (a uniform model soup):
+/// one head at one head's cost, usually better than each of the runs it averages.
+#[derive(clap::Args)]
+pub struct Soup {
+    /// The head files, comma-separated: one kind, classes and encoder, from one starting head.
+    #[arg(long, value_delimiter = ',', required = true)]
+    heads: Vec<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+    /// Storage of the head file.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
+}
+
+impl Soup {
+    pub fn run(self) -> Result<()> {
+        let files = self
+            .heads
+            .iter()
+            .map(|path| std::fs::read(path).map_err(|e| at(path, e)))
+            .collect::<Result<Vec<_>>>()?;
+        let (info, weights) = autosam::heads::soup::average(&files)?;
+        let bytes = autosam::heads::store::write(&weights, &info, self.precision)?;
+        std::fs::write(&self.out, bytes).map_err(|e| at(&self.out, e))?;
+        println!(
+            "wrote {} (the mean of {} {} heads)",
+            self.out.display(),
+            files.len(),
+            info.kind
+        );
+        Ok(())
+    }
+}
+
 /// Per-class 3-D Dice of a head on labelled volumes.
 #[derive(clap::Args)]
 pub struct Eval {

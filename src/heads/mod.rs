@@ -4,6 +4,7 @@
 pub mod autosam;
 pub mod cnn;
 pub mod linear;
+pub mod soup;
 pub mod store;
 
 use burn::module::Module;
