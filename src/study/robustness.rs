@@ -7,10 +7,9 @@
 
 use std::path::Path;
 
-use burn::tensor::Tensor;
 
 use super::data::Case;
-use super::score::{DiceTable, Scored, cpu_dense_pe, second_look, unreadable};
+use super::score::{DiceTable, Encoding, Scored, cpu_dense_pe, second_look, unreadable};
 use crate::augment::Augment;
 use crate::error::Result;
 use crate::heads::Segmenter;
@@ -110,32 +109,20 @@ impl Shift {
 /// Per foreground class, the 3-D Dice of the scored head on `case` changed by `shift` (the
 /// slices' `samples`), on the encoder's grid.
 fn volume_dice<M: Segmenter>(
-    sam: &Sam,
+    encoding: &Encoding,
     scored: &Scored<M>,
     (case, shift): (&Case, Shift),
     samples: &[Sample],
-    dense_pe: &Tensor<4>,
-    cache_dir: &Path,
 ) -> Result<Vec<Option<f64>>> {
     let (head, classes) = (scored.head, scored.head.classes());
-    let mut pred = predict_all(head, samples, dense_pe).ok_or_else(unreadable)?;
+    let mut pred = predict_all(head, samples, encoding.dense_pe).ok_or_else(unreadable)?;
     // The slices' square label maps stacked: [S, S, slices], x fastest.
     let side = (pred.len() / samples.len().max(1)).isqrt();
     let dims = [side, side, samples.len()];
     scored.pieces.apply(&mut pred, dims, classes);
     if let Some(target) = scored.zoom {
         let base = |z| shift.augment(z);
-        if let Some(second) = second_look(
-            sam,
-            head,
-            case,
-            &pred,
-            target,
-            base,
-            shift.tag(),
-            dense_pe,
-            cache_dir,
-        )? {
+        if let Some(second) = second_look(encoding, head, case, &pred, target, base, shift.tag())? {
             pred = second;
             scored.pieces.apply(&mut pred, dims, classes);
         }
@@ -159,13 +146,18 @@ pub fn table<M: Segmenter>(
 ) -> Result<String> {
     let classes = scored.classes;
     let pe = cpu_dense_pe(sam);
+    let encoding = Encoding {
+        sam,
+        dense_pe: &pe,
+        cache_dir,
+    };
     let mut summary = DiceTable::for_classes(classes, &[]).header();
     summary = summary.replacen("| volume |", "| change |", 1);
     for &shift in shifts {
         let mut table = DiceTable::for_classes(classes, &[]);
         for case in cases {
             let samples = shift.samples(sam, case, cache_dir)?;
-            let scores = volume_dice(sam, scored, (case, shift), &samples, &pe, cache_dir)?;
+            let scores = volume_dice(&encoding, scored, (case, shift), &samples)?;
             on_row(&table.row(&format!("{} ({})", case.name, shift.label()), &[], &scores));
         }
         let row = table.means_as(shift.label(), &[]);

@@ -185,23 +185,33 @@ pub struct Scored<'a, M> {
     pub zoom: Option<f32>,
 }
 
+/// What encodes slices the head has not seen and caches them: the model, the prompt encoder's
+/// positional grid as the heads take it, and the embedding cache.
+pub struct Encoding<'a> {
+    pub sam: &'a Sam,
+    pub dense_pe: &'a Tensor<4>,
+    pub cache_dir: &'a Path,
+}
+
 /// The second look at `case`'s slices that its first pass's grid label maps (`grid`, slices of
 /// S x S, cleaned) call for, each slice as `base(z)` changed it: the second pass's label maps on
 /// the unzoomed grid, or None when the structures are large enough already for a head trained
 /// on structures spanning `target` of the grid. The zoomed slices' embeddings are cached under
 /// `tag` and the zoom.
-#[allow(clippy::too_many_arguments)]
 pub fn second_look<M: Segmenter>(
-    sam: &Sam,
+    encoding: &Encoding,
     head: &M,
     case: &Case,
     grid: &[u8],
     target: f32,
     base: impl Fn(usize) -> Augment,
     tag: &str,
-    dense_pe: &Tensor<4>,
-    cache_dir: &Path,
 ) -> Result<Option<Vec<u8>>> {
+    let Encoding {
+        sam,
+        dense_pe,
+        cache_dir,
+    } = *encoding;
     let s = case.prepared.letterbox.size;
     let slices: Vec<Vec<u8>> = grid.chunks_exact(s * s).map(<[u8]>::to_vec).collect();
     let Some(zoom) = Zoom::plan(&slices, s, target) else {
@@ -257,17 +267,14 @@ pub fn head_table<M: Segmenter>(
                 predict_all(head, &case.embedding_samples(), &pe).ok_or_else(unreadable)?;
             pieces.apply(&mut grid, [s, s, p.slice_count()], head.classes());
             let base = |_| Augment::IDENTITY;
-            if let Some(g) = second_look(
+            let encoding = Encoding {
                 sam,
-                head,
-                &case,
-                &grid,
-                target,
-                base,
-                "as-acquired",
-                &pe,
+                dense_pe: &pe,
                 cache_dir,
-            )? {
+            };
+            if let Some(g) =
+                second_look(&encoding, head, &case, &grid, target, base, "as-acquired")?
+            {
                 for (z, plane) in g.chunks_exact(s * s).enumerate() {
                     put_label_slice(
                         &mut pred,
