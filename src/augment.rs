@@ -57,11 +57,25 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family of the page's Teach views: from one patient the paper's rotations and
+    /// rescalings cost the linear head more than they teach it; this one gains (docs/page.md).
+    pub const TEACH: Self = Self::Mild;
+    /// How many views of each labelled slice Teach draws: two gain 0.03 from one patient, four
+    /// no more (docs/page.md), and each is one more encoder pass.
+    pub const TEACH_VIEWS: usize = 2;
+
     pub fn draw(self, rng: &mut Rng) -> Augment {
         match self {
             Self::Mild => Augment::random(rng),
             Self::Paper => Augment::paper(rng),
         }
+    }
+
+    /// The `views` draws of slice `z` under `seed`: training natively and the page's Teach see
+    /// the same views of a slice.
+    pub fn slice_views(self, seed: u64, z: usize, views: usize) -> Vec<Augment> {
+        let mut rng = Rng::new(seed ^ ((z as u64) << 20));
+        (0..views).map(|_| self.draw(&mut rng)).collect()
     }
 
     /// Its part of a cache key: the mild family's is the one its entries always had.

@@ -217,6 +217,22 @@ impl LabelledVolume {
         zoom::span(&self.grid_labels(size), size)
     }
 
+    /// Slice `index` as `view` changes it, on the encoder's `size` grid: the encoder input and
+    /// the training labels warped alike (Teach's augmented views; natively `Case::warped`).
+    pub fn training_view(
+        &mut self,
+        index: usize,
+        size: usize,
+        view: &Augment,
+    ) -> Result<(Vec<f32>, Vec<u8>)> {
+        let labels = self.training_labels(index, size)?;
+        let input = self.encoder_input(index, size)?;
+        Ok((
+            view.image(&input[..size * size], size, size).repeat(3),
+            view.labels(&labels, size, size),
+        ))
+    }
+
     /// Slice `index`'s encoder input under `zoom`.
     pub fn zoomed_input(&mut self, index: usize, zoom: &Zoom) -> Result<Vec<f32>> {
         let s = zoom.size;
@@ -482,6 +498,41 @@ mod tests {
             v.value_at(5, 10, 20),
             Some(v.volume.data[v.volume.index(i, j, k)])
         );
+    }
+
+    #[test]
+    fn a_training_view_warps_the_input_and_its_labels_alike() {
+        let (mut v, truth) = phantom();
+        v.set_labels_from(&truth).unwrap();
+        let size = 64;
+        let (input, labels) = (
+            v.encoder_input(3, size).unwrap(),
+            v.training_labels(3, size).unwrap(),
+        );
+        let plain = v.training_view(3, size, &Augment::IDENTITY).unwrap();
+        assert_eq!(plain, (input.clone(), labels.clone()));
+        // A mirror moves every pixel to a pixel: the labels' image (codes / 3, as images stay
+        // in [0, 1]) is the image of the labels.
+        let mirror = Augment {
+            flip: true,
+            ..Augment::IDENTITY
+        };
+        let (image, warped) = v.training_view(3, size, &mirror).unwrap();
+        assert_ne!(warped, labels);
+        let as_image: Vec<f32> = labels.iter().map(|&l| f32::from(l) / 3.0).collect();
+        let moved = mirror.image(&as_image, size, size);
+        assert!(
+            warped
+                .iter()
+                .zip(&moved)
+                .all(|(&l, &m)| (f32::from(l) / 3.0 - m).abs() < 1e-6)
+        );
+        assert_eq!(
+            image[..size * size],
+            mirror.image(&input[..size * size], size, size)
+        );
+        assert_eq!(image.len(), 3 * size * size);
+        assert!(v.training_view(99, size, &mirror).is_err());
     }
 
     #[test]

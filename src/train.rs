@@ -345,6 +345,12 @@ pub fn fit<M: Segmenter>(
     })
 }
 
+/// The block (0: the slice as it is, v: its v-th view) that epoch `epoch` (from 1) shows
+/// training slice `i` from, of `blocks` ([`TrainConfig::views`]).
+pub fn block(epoch: usize, i: usize, blocks: usize) -> usize {
+    (epoch - 1 + i) % blocks
+}
+
 /// [`fit`], continuing a stopped run when `resume` is given: the same mini-batches, learning
 /// rates and optimizer state follow as if it had not stopped. Each epoch's [`Snapshot`] holds
 /// what a checkpoint needs.
@@ -387,7 +393,7 @@ pub fn fit_from<M: Segmenter>(
         let (indices, epoch, at) = batches.next_batch();
         let chunk: Vec<&Sample> = indices
             .iter()
-            .map(|&i| &train[((epoch - 1 + i) % blocks) * n + i])
+            .map(|&i| &train[block(epoch, i, blocks) * n + i])
             .collect();
         losses.push(f64::from(trainer.step(&chunk).into_scalar::<f32>()));
         if at == per_epoch || step + 1 == total {

@@ -322,6 +322,28 @@ fn labelling_on_the_phantom_matches_the_pipeline() {
     assert_eq!(v.labelled_slices().len(), 8);
     assert_eq!(v.max_label(), 3);
 
+    // Teach's views: the native draws (`Family::TEACH`), the same each time, labels warped with
+    // the image; the first view differs from the slice as it is.
+    use autosam::augment::{Augment, Family};
+    let (size, seed) = (64, 0);
+    let view = Family::TEACH.slice_views(seed, 2, 2)[1];
+    assert_ne!(view, Augment::IDENTITY);
+    let (input, labels) = (
+        v.encoder_input(2, size).unwrap(),
+        v.training_labels(2, size).unwrap(),
+    );
+    let got = v.view_input(2, size, seed as u32, 1).unwrap();
+    assert_eq!(
+        got[..size * size],
+        view.image(&input[..size * size], size, size)
+    );
+    assert_eq!(got, v.view_input(2, size, seed as u32, 1).unwrap());
+    assert_eq!(
+        v.view_labels(2, size, seed as u32, 1).unwrap(),
+        view.labels(&labels, size, size)
+    );
+    assert!(v.view_input(8, size, 0, 0).is_err());
+
     // The LV's extent on screen, slice 4.
     let z = 4;
     let (w, h) = (v.width(), v.height());

@@ -46,7 +46,10 @@ const ops = {
     if (trainer) trainer.free();
     trainer = null;
     trainer = new wasm.WebTrainer(model, kind, classes, lr, batch, seed);
-    for (const s of samples) trainer.addSample(s.embedding, s.labels, s.validation);
+    for (const s of samples) {
+      trainer.addSample(s.embedding, s.labels, s.validation);
+      for (const v of s.views || []) trainer.addView(v.embedding, v.labels);
+    }
     return [{ stepsPerEpoch: trainer.stepsPerEpoch() }];
   },
   async teachStep() {

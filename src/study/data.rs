@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::tensor::Tensor;
 
-use crate::augment::{Augment, Family, Rng};
+use crate::augment::{Augment, Family};
 use crate::cache::{self, VolumeEmbeddings};
 use crate::error::{Error, Result};
 use crate::heads::Segmenter;
@@ -264,10 +264,10 @@ impl Case {
         }
         let draws: Vec<(usize, Augment)> = (0..n)
             .flat_map(|z| {
-                let mut rng = Rng::new(seed ^ ((z as u64) << 20));
-                (0..views)
-                    .map(move |_| (z, family.draw(&mut rng)))
-                    .collect::<Vec<_>>()
+                family
+                    .slice_views(seed, z, views)
+                    .into_iter()
+                    .map(move |a| (z, a))
             })
             .collect();
         let tag = format!("{}{views}:seed{seed}", family.tag());

@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-
 use super::data::Case;
 use super::score::{DiceTable, Encoding, Scored, cpu_dense_pe, second_look, unreadable};
 use crate::augment::Augment;

@@ -90,7 +90,7 @@ pub async fn read<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>
 }
 
 /// What the page offers before a model loads, from the library's one source of each: the head
-/// kinds (name, label, Teach epochs), the default classes, the palette for other label codes, the
+/// kinds (name, label, Teach epochs), Teach's views per slice, the default classes, the palette for other label codes, the
 /// training defaults and the most slices one `headLogits` call takes. JSON, as `headSummary`.
 #[wasm_bindgen(js_name = appDescription)]
 pub fn app_description() -> String {
@@ -104,6 +104,9 @@ pub fn app_description() -> String {
     serde_json::json!({
         "heads": heads,
         "teachHead": HeadKind::TEACH_DEFAULT,
+        "teachViews": crate::augment::Family::TEACH_VIEWS,
+        // Names the views' family in the page's embedding cache keys.
+        "teachViewTag": format!("{}-view", crate::augment::Family::TEACH.tag()),
         "classes": cardiac_classes(),
         "palette": PALETTE,
         "lr": defaults.lr,

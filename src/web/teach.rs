@@ -13,7 +13,7 @@ use super::WebModel;
 use super::model::LoadedHead;
 use crate::heads::store::{ClassInfo, HeadInfo};
 use crate::heads::{Head, HeadKind};
-use crate::train::{Batches, Sample, Trainer, VAL_BATCH, inputs, predict, score_batch};
+use crate::train::{Batches, Sample, Trainer, VAL_BATCH, block, inputs, predict, score_batch};
 
 #[derive(serde::Serialize)]
 struct StepReport {
@@ -34,6 +34,8 @@ pub struct WebTrainer {
     /// Taken out while a step runs: a second call meanwhile is refused, not interleaved.
     state: Rc<RefCell<Option<State>>>,
     train: Rc<Vec<Sample>>,
+    /// Each training slice's augmented views (`addView`), as many for every slice.
+    views: Rc<Vec<Vec<Sample>>>,
     val: Rc<Vec<Sample>>,
     classes: Vec<ClassInfo>,
     kind: HeadKind,
@@ -72,6 +74,7 @@ impl WebTrainer {
                 batches: None,
             }))),
             train: Rc::new(Vec::new()),
+            views: Rc::new(Vec::new()),
             val: Rc::new(Vec::new()),
             classes,
             kind,
@@ -93,6 +96,39 @@ impl WebTrainer {
         labels: Vec<u8>,
         validation: bool,
     ) -> Result<(), JsError> {
+        let sample = self.sample(embedding, labels)?;
+        if validation {
+            open(&mut self.val)?.push(sample);
+        } else {
+            open(&mut self.train)?.push(sample);
+            open(&mut self.views)?.push(Vec::new());
+        }
+        Ok(())
+    }
+
+    /// Adds an augmented view of the last training slice added (`WebVolume.viewInput`
+    /// encoded, and `viewLabels`). Epoch e shows training slice i from view
+    /// `(e - 1 + i) mod (views + 1)`, 0 being the slice as it is, as native training does.
+    #[wasm_bindgen(js_name = addView)]
+    pub fn add_view(&mut self, embedding: Vec<f32>, labels: Vec<u8>) -> Result<(), JsError> {
+        let sample = self.sample(embedding, labels)?;
+        open(&mut self.views)?
+            .last_mut()
+            .ok_or_else(|| JsError::new("a view needs its training slice first"))?
+            .push(sample);
+        Ok(())
+    }
+
+    /// A sample checked against the model and the classes, before training starts.
+    fn sample(&self, embedding: Vec<f32>, labels: Vec<u8>) -> Result<Sample, JsError> {
+        let batches_made = self
+            .state
+            .borrow()
+            .as_ref()
+            .is_none_or(|st| st.batches.is_some());
+        if batches_made {
+            return Err(JsError::new("training has started: make a new trainer"));
+        }
         let [_, c, h, w] = self.pe.dims();
         let s = (labels.len() as f64).sqrt() as usize;
         if embedding.len() != c * h * w || s * s != labels.len() || s == 0 {
@@ -104,20 +140,11 @@ impl WebTrainer {
                 self.classes.len() - 1
             )));
         }
-        let sample = Sample {
+        Ok(Sample {
             input: embedding,
             shape: [c, h, w],
             labels,
-        };
-        let set = if validation {
-            &mut self.val
-        } else {
-            &mut self.train
-        };
-        Rc::get_mut(set)
-            .ok_or_else(|| JsError::new("training has started: make a new trainer"))?
-            .push(sample);
-        Ok(())
+        })
     }
 
     #[wasm_bindgen(js_name = stepsPerEpoch)]
@@ -128,15 +155,20 @@ impl WebTrainer {
     /// A promise of `{epoch, step, loss}`: one Adam step on the next mini-batch of the epoch
     /// (`step` counts from 1; the epoch ends when it equals `stepsPerEpoch`).
     pub fn step(&self) -> js_sys::Promise {
-        let (cell, train, batch, seed) = (
+        let (cell, train, views, batch, seed) = (
             self.state.clone(),
             self.train.clone(),
+            self.views.clone(),
             self.batch,
             self.seed,
         );
         future_to_promise(async move {
             if train.is_empty() {
                 return Err(JsError::new("no labelled slices to train on").into());
+            }
+            let blocks = views.first().map_or(0, Vec::len) + 1;
+            if views.iter().any(|v| v.len() + 1 != blocks) {
+                return Err(JsError::new("every training slice needs as many views").into());
             }
             let mut st = cell
                 .borrow_mut()
@@ -146,7 +178,13 @@ impl WebTrainer {
                 .batches
                 .get_or_insert_with(|| Batches::new(train.len(), batch, seed))
                 .next_batch();
-            let chunk: Vec<&Sample> = indices.iter().map(|&i| &train[i]).collect();
+            let chunk: Vec<&Sample> = indices
+                .iter()
+                .map(|&i| match block(epoch, i, blocks) {
+                    0 => &train[i],
+                    v => &views[i][v - 1],
+                })
+                .collect();
             let loss = st.trainer.step(&chunk);
             // Back before the read: an error there must not lose the trainer.
             *cell.borrow_mut() = Some(st);
@@ -209,6 +247,10 @@ impl WebTrainer {
             t.insert("trained_in".into(), "the page".into());
             t.insert("lr".into(), self.lr.into());
             t.insert("train_slices".into(), self.train.len().into());
+            t.insert(
+                "views".into(),
+                self.views.first().map_or(0, Vec::len).into(),
+            );
             t.insert("val_slices".into(), self.val.len().into());
         }
         *model.head.borrow_mut() = Rc::new(LoadedHead {
@@ -236,4 +278,9 @@ async fn read_labels(t: Tensor<3, burn::tensor::Int>) -> Result<Vec<u8>, JsError
         .try_to_vec::<i64>()
         .map_err(|e| JsError::new(&format!("{e:?}")))?;
     Ok(v.into_iter().map(|l| l as u8).collect())
+}
+
+/// A sample set no step holds.
+fn open<T>(set: &mut Rc<Vec<T>>) -> Result<&mut Vec<T>, JsError> {
+    Rc::get_mut(set).ok_or_else(|| JsError::new("training has started: make a new trainer"))
 }

@@ -2,6 +2,7 @@
 
 use wasm_bindgen::prelude::*;
 
+use crate::augment::{Augment, Family};
 use crate::labelled::LabelledVolume;
 use crate::nii::{ReadOptions, read_nifti};
 use crate::zoom::{MAX_SCALE, Zoom};
@@ -120,6 +121,37 @@ impl WebVolume {
     #[wasm_bindgen(js_name = trainingLabels)]
     pub fn training_labels(&mut self, index: usize, size: usize) -> Result<Vec<u8>, JsError> {
         Ok(self.0.training_labels(index, size)?)
+    }
+
+    /// Slice `index`'s `view`-th augmented view for Teach, as native training draws it from
+    /// `seed` (`Family::TEACH`): the encoder input on the `size` grid.
+    #[wasm_bindgen(js_name = viewInput)]
+    pub fn view_input(
+        &mut self,
+        index: usize,
+        size: usize,
+        seed: u32,
+        view: usize,
+    ) -> Result<Vec<f32>, JsError> {
+        Ok(self
+            .0
+            .training_view(index, size, &teach_view(seed, index, view))?
+            .0)
+    }
+
+    /// The training labels of the same view as `viewInput`.
+    #[wasm_bindgen(js_name = viewLabels)]
+    pub fn view_labels(
+        &mut self,
+        index: usize,
+        size: usize,
+        seed: u32,
+        view: usize,
+    ) -> Result<Vec<u8>, JsError> {
+        Ok(self
+            .0
+            .training_view(index, size, &teach_view(seed, index, view))?
+            .1)
     }
 
     #[wasm_bindgen(js_name = setLabelsFromLogits)]
@@ -302,4 +334,9 @@ impl WebVolume {
     pub fn value_at(&self, index: usize, x: usize, y: usize) -> Option<f32> {
         self.0.value_at(index, x, y)
     }
+}
+
+/// The `view`-th of slice `index`'s Teach views under `seed`.
+fn teach_view(seed: u32, index: usize, view: usize) -> Augment {
+    Family::TEACH.slice_views(seed.into(), index, view + 1)[view]
 }

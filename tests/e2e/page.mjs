@@ -164,7 +164,8 @@ await check("a label map for the shown volume teaches a new head for one epoch",
   await waitState("done", 10 * 60000);
   times.teach = Date.now() - t;
   const text = await status.textContent();
-  if (!/Taught a linear head: 1 epoch on \d+ slices/.test(text)) throw new Error(`status: ${text}`);
+  // Each training slice was taught with its augmented views too.
+  if (!/Taught a linear head: 1 epoch on \d+ slices \([1-9]\d* views of each training slice\)/.test(text)) throw new Error(`status: ${text}`);
   if (await page.locator("#plot").isHidden()) throw new Error("no training plot");
   // The loss is drawn in the plot's blue (#8ab4f8).
   const blue = await page.evaluate(() => {

@@ -40,9 +40,10 @@ function keep(s, z, e) {
   if (s.embeddings.size > IN_MEMORY) s.embeddings.delete(s.embeddings.keys().next().value);
 }
 
-// Slice z's embedding, or that of its view under Segment's second look (`zoom`, a WebZoom).
-export async function embedding(s, z, zoom) {
-  const at = zoom ? `${z}/${zoom.tag()}` : z;
+// Slice z's embedding, or that of its view under Segment's second look (`zoom`, a WebZoom), or
+// of its `view`-th augmented view for Teach (the wasm draws them from seed 0).
+export async function embedding(s, z, zoom, view) {
+  const at = zoom ? `${z}/${zoom.tag()}` : view !== undefined ? `${z}/${app.description.teachViewTag}${view}` : z;
   if (s.embeddings.has(at)) {
     s.cacheHits = (s.cacheHits || 0) + 1;
     const e = s.embeddings.get(at);
@@ -55,7 +56,9 @@ export async function embedding(s, z, zoom) {
   if (e) {
     s.cacheHits = (s.cacheHits || 0) + 1;
   } else {
-    const input = zoom ? s.volume.zoomedInput(z, zoom) : s.volume.encoderInput(z, info.inputSize);
+    const input = zoom ? s.volume.zoomedInput(z, zoom)
+      : view !== undefined ? s.volume.viewInput(z, info.inputSize, 0, view)
+        : s.volume.encoderInput(z, info.inputSize);
     e = await app.pool.encode(input);
     idb("readwrite", (store) => store.put(toStored(e), key));
   }
@@ -63,7 +66,7 @@ export async function embedding(s, z, zoom) {
   return e;
 }
 
-// The embeddings of `items` ({s, z, zoom?}) in order, each asked for a few places ahead so that every
+// The embeddings of `items` ({s, z, zoom?, view?}) in order, each asked for a few places ahead so that every
 // worker of the pool has a slice to encode while the caller uses the earlier ones.
 export async function* inOrder(items) {
   for await (const batch of inBatches(items, 1)) yield batch[0];
@@ -75,7 +78,7 @@ export async function* inBatches(items, most) {
   const asked = [], ready = [];
   const ask = (i) => {
     if (i < items.length && !asked[i]) {
-      asked[i] = embedding(items[i].s, items[i].z, items[i].zoom);
+      asked[i] = embedding(items[i].s, items[i].z, items[i].zoom, items[i].view);
       // The rejection handler also keeps one the caller never reaches (cancelled) from surfacing
       // as an unhandled rejection.
       asked[i].then((e) => { ready[i] = e; }, () => {});

@@ -16,15 +16,22 @@ export const teach = () => job("Teaching", async () => {
   const max = Math.max(...sources.map((s) => s.volume.maxLabel()));
   const names = classesFromNames(max).slice(0, max + 1);
   const slices = sources.flatMap((s) => Array.from(s.volume.labelledSlices(), (z) => ({ s, z })));
+  // Every fifth slice validates, when there are enough to spare; each training slice comes with
+  // its augmented views (`teachViews`), encoded once and cached like the slices.
+  const validation = (i) => slices.length >= 5 && i % 5 === 4;
+  const views = app.description.teachViews, size = info.inputSize;
+  const items = slices.flatMap(({ s, z }, i) => [{ s, z, i },
+    ...(validation(i) ? [] : Array.from({ length: views }, (_, view) => ({ s, z, i, view })))]);
   const samples = [], t0 = performance.now();
-  for await (const embedding of inOrder(slices)) {
+  let k = 0;
+  for await (const embedding of inOrder(items)) {
     if (app.model.cancel) return setStatus("ready", "Teaching cancelled");
-    const i = samples.length, { s, z } = slices[i];
-    progress((i + 1) / slices.length);
-    const left = `, about ${seconds(((performance.now() - t0) / (i + 1)) * (slices.length - i - 1))} left`;
-    setStatus("busy", `Teaching: embedded slice ${i + 1} of ${slices.length}${left}`);
-    // Every fifth slice validates, when there are enough to spare.
-    samples.push({ embedding, labels: s.volume.trainingLabels(z, info.inputSize), validation: slices.length >= 5 && i % 5 === 4 });
+    const { s, z, i, view } = items[k++];
+    progress(k / items.length);
+    const left = `, about ${seconds(((performance.now() - t0) / k) * (items.length - k))} left`;
+    setStatus("busy", `Teaching: embedded ${k} of ${items.length} (${slices.length} slices and their views)${left}`);
+    if (view === undefined) samples.push({ embedding, labels: s.volume.trainingLabels(z, size), validation: validation(i), views: [] });
+    else samples.at(-1).views.push({ embedding, labels: s.volume.viewLabels(z, size, 0, view) });
   }
   const kind = $("head-kind").value, epochs = Math.max(1, Number($("epochs").value) || 1);
   const { lr, batchSize } = app.description;
@@ -61,7 +68,7 @@ export const teach = () => job("Teaching", async () => {
   if (!app.model.cancel) {
     const n = history.dice.length;
     const perStep = (performance.now() - t1) / Math.max(1, history.loss.length);
-    setStatus("done", `Taught ${a(label(kind))} head: ${n} epoch${n === 1 ? "" : "s"} on ${samples.length} slices in ${seconds(performance.now() - t0)} (${(perStep / 1000).toFixed(2)} s a step; slices embedded ${where(info)})`
+    setStatus("done", `Taught ${a(label(kind))} head: ${n} epoch${n === 1 ? "" : "s"} on ${samples.length} slices (${views} views of each training slice) in ${seconds(performance.now() - t0)} (${(perStep / 1000).toFixed(2)} s a step; slices embedded ${where(info)})`
       + (typeof dice === "number" ? `, validation Dice ${dice.toFixed(3)}` : "") + "; Segment now uses it");
   }
 });
