@@ -90,8 +90,9 @@ pub async fn read<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>
 }
 
 /// What the page offers before a model loads, from the library's one source of each: the head
-/// kinds (name, label, Teach epochs), Teach's views per slice, the default classes, the palette for other label codes, the
-/// training defaults and the most slices one `headLogits` call takes. JSON, as `headSummary`.
+/// kinds (name, label, Teach epochs), Teach's views per slice, the default classes, the palette
+/// for other label codes, the training defaults and the most slices one `headLogits` call takes.
+/// JSON, as `headSummary`.
 #[wasm_bindgen(js_name = appDescription)]
 pub fn app_description() -> String {
     use crate::heads::HeadKind;
