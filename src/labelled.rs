@@ -217,31 +217,24 @@ impl LabelledVolume {
         zoom::span(&self.grid_labels(size), size)
     }
 
-    /// Slice `index` as `view` changes it, on the encoder's `size` grid: the encoder input and
-    /// the training labels warped alike (Teach's augmented views; natively `Case::warped`).
-    pub fn training_view(
-        &mut self,
-        index: usize,
-        size: usize,
-        view: &Augment,
-    ) -> Result<(Vec<f32>, Vec<u8>)> {
-        let labels = self.training_labels(index, size)?;
+    /// Slice `index`'s encoder input on the `size` grid as `view` changes it (Teach's augmented
+    /// views; natively `Case::warped`).
+    pub fn view_input(&mut self, index: usize, size: usize, view: &Augment) -> Result<Vec<f32>> {
         let input = self.encoder_input(index, size)?;
-        Ok((
-            view.image(&input[..size * size], size, size).repeat(3),
-            view.labels(&labels, size, size),
-        ))
+        // The input's three channels are the same image.
+        Ok(view.image(&input[..size * size], size, size).repeat(3))
+    }
+
+    /// Slice `index`'s training labels on the `size` grid as `view` changes them, alike with
+    /// [`Self::view_input`].
+    pub fn view_labels(&mut self, index: usize, size: usize, view: &Augment) -> Result<Vec<u8>> {
+        let labels = self.training_labels(index, size)?;
+        Ok(view.labels(&labels, size, size))
     }
 
     /// Slice `index`'s encoder input under `zoom`.
     pub fn zoomed_input(&mut self, index: usize, zoom: &Zoom) -> Result<Vec<f32>> {
-        let s = zoom.size;
-        let input = self.encoder_input(index, s)?;
-        // The input's three channels are the same image.
-        Ok(zoom
-            .after(Augment::IDENTITY)
-            .image(&input[..s * s], s, s)
-            .repeat(3))
+        self.view_input(index, zoom.size, &zoom.after(Augment::IDENTITY))
     }
 
     /// Stores slice `index`'s labels from a head's class logits `[classes, S, S]` on the grid
@@ -501,7 +494,7 @@ mod tests {
     }
 
     #[test]
-    fn a_training_view_warps_the_input_and_its_labels_alike() {
+    fn a_view_warps_the_input_and_its_labels_alike() {
         let (mut v, truth) = phantom();
         v.set_labels_from(&truth).unwrap();
         let size = 64;
@@ -509,15 +502,23 @@ mod tests {
             v.encoder_input(3, size).unwrap(),
             v.training_labels(3, size).unwrap(),
         );
-        let plain = v.training_view(3, size, &Augment::IDENTITY).unwrap();
-        assert_eq!(plain, (input.clone(), labels.clone()));
+        let view = |v: &mut LabelledVolume, a: &Augment| {
+            (
+                v.view_input(3, size, a).unwrap(),
+                v.view_labels(3, size, a).unwrap(),
+            )
+        };
+        assert_eq!(
+            view(&mut v, &Augment::IDENTITY),
+            (input.clone(), labels.clone())
+        );
         // A mirror moves every pixel to a pixel: the labels' image (codes / 3, as images stay
         // in [0, 1]) is the image of the labels.
         let mirror = Augment {
             flip: true,
             ..Augment::IDENTITY
         };
-        let (image, warped) = v.training_view(3, size, &mirror).unwrap();
+        let (image, warped) = view(&mut v, &mirror);
         assert_ne!(warped, labels);
         let as_image: Vec<f32> = labels.iter().map(|&l| f32::from(l) / 3.0).collect();
         let moved = mirror.image(&as_image, size, size);
@@ -532,7 +533,8 @@ mod tests {
             mirror.image(&input[..size * size], size, size)
         );
         assert_eq!(image.len(), 3 * size * size);
-        assert!(v.training_view(99, size, &mirror).is_err());
+        assert!(v.view_input(99, size, &mirror).is_err());
+        assert!(v.view_labels(99, size, &mirror).is_err());
     }
 
     #[test]

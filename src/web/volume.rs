@@ -135,8 +135,7 @@ impl WebVolume {
     ) -> Result<Vec<f32>, JsError> {
         Ok(self
             .0
-            .training_view(index, size, &teach_view(seed, index, view))?
-            .0)
+            .view_input(index, size, &teach_view(seed, index, view))?)
     }
 
     /// The training labels of the same view as `viewInput`.
@@ -150,8 +149,7 @@ impl WebVolume {
     ) -> Result<Vec<u8>, JsError> {
         Ok(self
             .0
-            .training_view(index, size, &teach_view(seed, index, view))?
-            .1)
+            .view_labels(index, size, &teach_view(seed, index, view))?)
     }
 
     #[wasm_bindgen(js_name = setLabelsFromLogits)]
