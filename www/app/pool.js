@@ -1,9 +1,10 @@
 // The model's workers. The primary loads the encoder and the head and runs everything (heads,
 // boxes, training); helpers load the encoder too and only encode. Encodings go to whichever
-// worker has none in flight, so a volume's slices are encoded on every core the pool has. The
-// pool grows once the primary's first encoding has shown what a worker's memory costs, up to the
-// cores and to what the tab can afford; a worker that crashes is replaced and its slice encoded
-// again, while the others' finished slices stay.
+// worker has none in flight, so a volume's slices are encoded on every core the pool has. Helpers
+// start with the primary, as many as the cores and the tab's memory allow at a worker's prior
+// size; the primary's first encoding then measures that size, and the pool grows or shrinks to
+// fit. A worker that crashes is replaced and its slice encoded again, while the others' finished
+// slices stay.
 
 // What the whole tab may use for a 20-slice volume, the page's own memory included.
 const TAB_BUDGET = 1.5 * 2 ** 30;
@@ -11,6 +12,10 @@ const TAB_BUDGET = 1.5 * 2 ** 30;
 const PAGE_PER_SLICE = 4 * 2 ** 20 + 0.75 * 2 ** 20;
 // The page's JavaScript heap and the rest where the browser does not say.
 const PAGE_BASE = 96 * 2 ** 20;
+// One worker's memory until the primary's first encoding measures it: LiteMedSAM's int8 encoder
+// at 256 x 256 takes 343 MiB, and the prior leaves half as much again, so that helpers started
+// before the measure never take the tab past its budget.
+const PRIOR_PER_WORKER = 512 * 2 ** 20;
 
 class ModelWorker {
   constructor(urls, onDead) {
@@ -59,7 +64,7 @@ export class Pool {
     this.helpers = [];
     this.queue = []; // encode jobs not yet on a worker
     this.target = 1; // workers wanted, the primary included
-    this.perWorker = 0; // measured bytes of one worker's memory
+    this.perWorker = 0; // measured bytes of one worker's memory (0 until the first encoding)
     this.model = null; // {weights, head, useGpu} to load into a new helper
     this.onPrimaryLost = () => {};
   }
@@ -77,14 +82,16 @@ export class Pool {
     return this.primary.call(op, args, transfer);
   }
 
-  // Loads the model into the primary and keeps copies of its files for the helpers.
+  // Loads the model into the primary and keeps copies of its files for the helpers, which load it
+  // at the same time: the first slices of a cold Segment then already encode on every core.
   async load(weights, head, useGpu) {
     await this.primary.ready;
     this.model = { weights: weights.slice(), head: head.slice(), useGpu };
+    if (!useGpu) this.resize(this.affordable(this.perWorker || PRIOR_PER_WORKER));
     const info = await this.call("load", { weights: weights.buffer, head: head.buffer, useGpu }, [weights.buffer, head.buffer]);
     this.primary.loaded = true;
     // A GPU does not get faster with more workers sharing it.
-    if (info.backend !== "CPU") this.target = 1;
+    if (info.backend !== "CPU") this.resize(1);
     return info;
   }
 
@@ -132,20 +139,40 @@ export class Pool {
     }
   }
 
-  // Sizes the pool from the primary's memory after its first encoding: cores, and what the tab
-  // can afford (a quarter of the device's memory where the browser says, at most TAB_BUDGET).
+  // Sizes the pool from the primary's memory after its first encoding.
   async measure() {
     this.perWorker = await this.call("memory");
+    if (!this.model.useGpu) this.resize(this.affordable(this.perWorker));
+  }
+
+  // Workers the tab can run at `perWorker` bytes each: at most the cores, what fits the tab's
+  // budget (a quarter of the device's memory where the browser says, at most TAB_BUDGET) and
+  // ?workers=N in the address (the benchmark compares 1 and 2).
+  affordable(perWorker) {
     const page = window.wasmBindings.memoryBytes() + (performance.memory?.usedJSHeapSize || PAGE_BASE);
     const device = navigator.deviceMemory ? (navigator.deviceMemory * 2 ** 30) / 4 : TAB_BUDGET;
     const budget = Math.min(TAB_BUDGET, device) - page - 20 * PAGE_PER_SLICE;
     const cores = navigator.hardwareConcurrency || 1;
-    const fit = Math.floor(budget / this.perWorker);
-    // ?workers=N in the address caps the pool (the benchmark compares 1 and 2).
     const asked = Number(new URLSearchParams(location.search).get("workers")) || Infinity;
-    if (this.model.useGpu) return;
-    this.target = Math.max(1, Math.min(cores, fit, asked));
+    return Math.max(1, Math.min(cores, Math.floor(budget / perWorker), asked));
+  }
+
+  // Starts helpers up to `target` workers, or stops the newest beyond it (their slices go back to
+  // the queue).
+  resize(target) {
+    this.target = target;
+    while (1 + this.helpers.length > this.target) {
+      const h = this.helpers.pop();
+      if (h.encoding) {
+        h.encoding.requeued = true;
+        this.queue.unshift(h.encoding);
+        h.encoding = null;
+      }
+      h.retired = true;
+      h.stop("the pool shrank");
+    }
     this.grow();
+    this.pump();
   }
 
   grow() {
@@ -156,7 +183,7 @@ export class Pool {
       const [wc, hc] = [weights.slice(), head.slice()];
       h.ready = h.call("init", { ...this.urls, probe: false })
         .then(() => h.call("load", { weights: wc.buffer, head: hc.buffer, useGpu: false }, [wc.buffer, hc.buffer]))
-        .then(() => { h.loaded = true; this.pump(); }, (e) => console.warn(`an encoder worker failed to start: ${e.message}`));
+        .then(() => { h.loaded = true; this.pump(); }, (e) => h.retired || console.warn(`an encoder worker failed to start: ${e.message}`));
     }
   }
 
