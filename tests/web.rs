@@ -8,7 +8,7 @@
 use autosam::backend::{self, reference_probe, relative_error};
 use autosam::nii::{ReadOptions, read_nifti};
 use autosam::web::{self, read, webgpu_device};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -32,6 +32,54 @@ const FILES: [(&str, &[u8]); 4] = [
         include_bytes!("fixtures/nifti/dt_float64.nii"),
     ),
 ];
+
+/// A tensor of `shape` with values in [-1, 1) from a small LCG.
+fn uniform<const D: usize>(shape: [usize; D], seed: u32) -> Tensor<D> {
+    let mut s = seed;
+    let values: Vec<f32> = (0..shape.iter().product::<usize>())
+        .map(|_| {
+            s = s.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (s >> 8) as f32 / 8_388_608.0 - 1.0
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), &backend::cpu())
+}
+
+/// The largest difference between two tensors' values, relative to the larger's range.
+fn error_between<const D: usize>(got: Tensor<D>, want: Tensor<D>) -> f32 {
+    let values = |t: Tensor<D>| t.into_data().try_to_vec::<f32>().expect("f32 values");
+    relative_error(&values(got), &values(want))
+}
+
+/// The wasm build's own matrix product (`model::simd128`, under the encoder's linear layers and
+/// 1x1 convolutions) against burn's matmul and convolution, at sizes with partial tiles and
+/// across every block edge (depth 300 > 256, columns 1030 > 1024, rows 70 > 64).
+#[wasm_bindgen_test]
+fn wasm_products_match_burns() {
+    use autosam::model::kernels;
+    use burn::nn::LinearConfig;
+    use burn::nn::conv::Conv2dConfig;
+    let device = backend::cpu();
+    for (tokens, d_in, d_out) in [(45, 37, 13), (70, 300, 1030), (1, 3, 5)] {
+        let mut layer = LinearConfig::new(d_in, d_out).init(&device);
+        layer.weight = layer.weight.map(|_| uniform([d_in, d_out], 7));
+        let bias = layer.bias.as_ref().expect("a bias").val();
+        let x = uniform([2, tokens, d_in], 11);
+        let want = x.clone().matmul(layer.weight.val().unsqueeze()) + bias.unsqueeze();
+        let err = error_between(kernels::linear(&layer, x), want);
+        say(&format!(
+            "linear {tokens} x {d_in} -> {d_out}: relative error {err:.1e}"
+        ));
+        assert!(err < 1e-5, "linear {tokens} x {d_in} -> {d_out}: {err}");
+    }
+    let conv = Conv2dConfig::new([19, 70], [1, 1]).init(&device);
+    let x = uniform([1, 19, 33, 35], 5);
+    let err = error_between(kernels::pointwise(&conv, x.clone()), conv.forward(x));
+    say(&format!(
+        "1x1 convolution 19 -> 70 over 33 x 35: relative error {err:.1e}"
+    ));
+    assert!(err < 1e-5, "pointwise: {err}");
+}
 
 #[wasm_bindgen_test]
 fn decodes_nifti_bytes_as_nibabel_does() {

@@ -373,7 +373,7 @@ fn fill_bias_row(row: &mut [f32], r: usize, first: usize, bias: Option<&Bias>) {
 /// `dst += lhs rhs` for [m, n] = [m, k] [k, n], each operand given as (pointer, row stride,
 /// column stride), on gemm's own threads as `parallelism` says: none inside kernels whose tasks
 /// are the parallel unit (blocks of a product, bands of a convolution, an attention's (window,
-/// head) pairs).
+/// head) pairs). In wasm the product is [`simd128::gemm_add`](super::simd128::gemm_add)'s.
 ///
 /// # Safety
 /// Each pointer must address its operand's values at the strides given.
@@ -384,7 +384,14 @@ pub(crate) unsafe fn gemm_add(
     rhs: (*const f32, isize, isize),
     parallelism: gemm::Parallelism,
 ) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = parallelism;
+        // SAFETY: the caller's.
+        unsafe { super::simd128::gemm_add([m, n, k], dst.into(), lhs.into(), rhs.into()) }
+    }
     // SAFETY: the caller's.
+    #[cfg(not(target_arch = "wasm32"))]
     unsafe {
         gemm::gemm(
             m,

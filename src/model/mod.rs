@@ -13,6 +13,8 @@ pub mod mask_decoder;
 pub mod prompt_encoder;
 pub mod sam;
 mod shuffle;
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod simd128;
 pub mod tiny_vit;
 mod tracked;
 pub mod transformer;
