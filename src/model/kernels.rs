@@ -118,7 +118,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
     let mut data = x.into_data();
     let values = data.as_mut_slice::<f32>().expect("an f32 tensor's data");
-    for_chunks(values, 1, |_, c| gelu_in_place(c));
+    for_chunks(values, 1, |_, c| gelu_slice(c));
     Tensor::from_data(data, &device)
 }
 
@@ -419,7 +419,7 @@ pub(crate) unsafe fn gemm_add(
 
 /// erf(x) = x P(x²) / Q(x²) on [-4, 4], coefficients from the highest power down; outside, |erf|
 /// is within 2e-8 of 1. The absolute error stays under 5e-7 over the whole range.
-const ERF_P: [f32; 7] = [
+pub(super) const ERF_P: [f32; 7] = [
     -2.726_142_3e-10,
     2.770_681_4e-8,
     -2.101_024e-6,
@@ -428,7 +428,7 @@ const ERF_P: [f32; 7] = [
     -2.954_6e-3,
     -1.609_603_3e-2,
 ];
-const ERF_Q: [f32; 5] = [
+pub(super) const ERF_Q: [f32; 5] = [
     -1.456_607_2e-5,
     -2.133_740_6e-4,
     -1.682_827e-3,
@@ -437,7 +437,7 @@ const ERF_Q: [f32; 5] = [
 ];
 
 /// The same operations in the same order as the vector kernel, for the tail.
-fn gelu_scalar(x: f32) -> f32 {
+pub(super) fn gelu_scalar(x: f32) -> f32 {
     0.5 * x * (1.0 + erf_scaled_scalar(x))
 }
 
@@ -468,11 +468,22 @@ fn erf_scaled_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
     z * p / q
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn gelu_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
     0.5f32.splat::<S>() * x * (1.0f32.splat::<S>() + erf_scaled_vector::<S>(x))
 }
 
+/// GELU in place: in wasm through [`super::simd128::gelu_in_place`], elsewhere
+/// [`gelu_in_place`]; the same operations in the same order either way.
+fn gelu_slice(values: &mut [f32]) {
+    #[cfg(target_arch = "wasm32")]
+    super::simd128::gelu_in_place(values);
+    #[cfg(not(target_arch = "wasm32"))]
+    gelu_in_place(values);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 #[macerator::with_simd]
 fn gelu_in_place<S: Simd>(values: &mut [f32]) {
     let lanes = <f32 as Scalar>::lanes::<S>();
@@ -530,7 +541,7 @@ fn gelu_grad_in_place<S: Simd>(x: &[f32], grad: &mut [f32]) {
 /// GELU over a slice into a new buffer, for [`super::tracked`].
 pub(crate) fn gelu_values(x: &[f32]) -> Vec<f32> {
     let mut out = x.to_vec();
-    for_chunks(&mut out, 1, |_, c| gelu_in_place(c));
+    for_chunks(&mut out, 1, |_, c| gelu_slice(c));
     out
 }
 

@@ -5,7 +5,12 @@
 //! of 2 x 16, faster on 1x1 convolutions over 65536 pixels alone, was slower over the pass). Each element is summed over k one product at a time onto zero, then
 //! added onto the destination, as gemm does.
 
-use core::arch::wasm32::{f32x4_add, f32x4_mul, f32x4_splat, v128, v128_load, v128_store};
+use core::arch::wasm32::{
+    f32x4_add, f32x4_div, f32x4_mul, f32x4_pmax, f32x4_pmin, f32x4_splat, v128, v128_load,
+    v128_store,
+};
+
+use super::kernels::{ERF_P, ERF_Q, gelu_scalar};
 
 /// Tile rows, and columns in NV vectors of four: 4 x 8 accumulators in 8 vectors.
 const MR: usize = 4;
@@ -183,4 +188,43 @@ unsafe fn add_tile(
             }
         }
     }
+}
+
+/// GELU in place, the same operations in the same order as `kernels::gelu_in_place`, with the
+/// clamp through `f32x4.pmin` and `pmax`: V8 lowers wasm's `f32x4.min` and `max`, which must
+/// order NaNs and signed zeros, to several x86 instructions each, and the pseudo-minimum to one
+/// (GELU over 16 M values 1.5x faster in Chromium 156). The clamp's bounds are finite, so both
+/// give the same values.
+pub(crate) fn gelu_in_place(values: &mut [f32]) {
+    let mut chunks = values.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        // SAFETY: each chunk holds exactly four values.
+        unsafe {
+            let x = v128_load(chunk.as_ptr() as *const v128);
+            v128_store(chunk.as_mut_ptr() as *mut v128, gelu(x));
+        }
+    }
+    for x in chunks.into_remainder() {
+        *x = gelu_scalar(*x);
+    }
+}
+
+#[inline(always)]
+fn gelu(x: v128) -> v128 {
+    let scaled = f32x4_mul(x, f32x4_splat(core::f32::consts::FRAC_1_SQRT_2));
+    let z = f32x4_pmin(f32x4_pmax(scaled, f32x4_splat(-4.0)), f32x4_splat(4.0));
+    let z2 = f32x4_mul(z, z);
+    let mut p = f32x4_splat(ERF_P[0]);
+    for &c in &ERF_P[1..] {
+        p = f32x4_add(f32x4_mul(p, z2), f32x4_splat(c));
+    }
+    let mut q = f32x4_splat(ERF_Q[0]);
+    for &c in &ERF_Q[1..] {
+        q = f32x4_add(f32x4_mul(q, z2), f32x4_splat(c));
+    }
+    let erf = f32x4_div(f32x4_mul(z, p), q);
+    f32x4_mul(
+        f32x4_mul(f32x4_splat(0.5), x),
+        f32x4_add(f32x4_splat(1.0), erf),
+    )
 }
