@@ -136,7 +136,7 @@ pub fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     let [out, ..] = conv.weight.dims();
     let weight = conv.weight.val().reshape([1, out, c]);
-    let y = weight.matmul(x.reshape([b, c, h * w]));
+    let y = super::tracked::matmul_shared(weight, x.reshape([b, c, h * w]));
     let y = match &conv.bias {
         Some(bias) => y + bias.val().reshape([1, out, 1]),
         None => y,
@@ -163,9 +163,7 @@ pub fn conv_transpose(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     // [Cin, Cout, 2, 2] -> [1, Cout * 4, Cin]: row (o, dy, dx) maps a pixel's channels to one
     // of its four outputs.
     let weight = conv.weight.val().reshape([cin, cout * 4]).transpose();
-    let y = weight
-        .unsqueeze::<3>()
-        .matmul(x.reshape([b, cin, h * w]))
+    let y = super::tracked::matmul_shared(weight.unsqueeze(), x.reshape([b, cin, h * w]))
         .reshape([b, cout, 4 * h * w]);
     let y = match &conv.bias {
         Some(bias) => y + bias.val().reshape([1, cout, 1]),

@@ -451,6 +451,7 @@ fn erf_scaled_scalar(x: f32) -> f32 {
 }
 
 /// [`erf_scaled_scalar`] on a vector, the same operations in the same order.
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn erf_scaled_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
     let z = (x * std::f32::consts::FRAC_1_SQRT_2.splat::<S>())
@@ -505,17 +506,23 @@ fn gelu_in_place<S: Simd>(values: &mut [f32]) {
 pub(crate) fn gelu_grad(x: &[f32], grad: &mut [f32]) {
     assert_eq!(x.len(), grad.len(), "one input value per gradient value");
     for_chunks(grad, 1, |start, g| {
-        gelu_grad_in_place(&x[start..start + g.len()], g)
+        let x = &x[start..start + g.len()];
+        // In wasm through the pseudo-minimum's clamps, as GELU itself (`gelu_slice`).
+        #[cfg(target_arch = "wasm32")]
+        super::simd128::gelu_grad_in_place(x, g);
+        #[cfg(not(target_arch = "wasm32"))]
+        gelu_grad_in_place(x, g);
     });
 }
 
 /// The standard normal density at zero, 1 / sqrt(2 pi).
-const INV_SQRT_2PI: f32 = 0.398_942_3;
+pub(super) const INV_SQRT_2PI: f32 = 0.398_942_3;
 
-fn gelu_grad_scalar(x: f32) -> f32 {
+pub(super) fn gelu_grad_scalar(x: f32) -> f32 {
     0.5 * (1.0 + erf_scaled_scalar(x)) + x * INV_SQRT_2PI * (-0.5 * x * x).max(-87.0).exp()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[macerator::with_simd]
 fn gelu_grad_in_place<S: Simd>(x: &[f32], grad: &mut [f32]) {
     let lanes = <f32 as Scalar>::lanes::<S>();
@@ -562,19 +569,30 @@ pub(crate) fn exp_in_place<S: Simd>(values: &mut [f32]) {
     }
 }
 
+/// ln 2 split so that k * LN2_HI is exact for |k| < 2^10.
+pub(super) const LN2_HI: f32 = 0.693_145_75;
+pub(super) const LN2_LO: f32 = 1.428_606_8e-6;
+/// e^r's Taylor polynomial to degree 6, from the highest power down.
+pub(super) const EXP_TAYLOR: [f32; 7] = [
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
 /// exp for x <= 88: 2^k e^r with r in [-ln 2 / 2, ln 2 / 2] and a degree-6 Taylor polynomial
 /// (relative error about 2e-7); below -87 it returns 2^-126 e^r, which a softmax sums as zero.
 #[inline(always)]
 fn exp_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
     use std::f32::consts::LOG2_E;
-    // ln 2 split so that k * LN2_HI is exact for |k| < 2^10.
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.max((-87.0f32).splat::<S>()).min(88.0f32.splat::<S>());
     let k = (x * LOG2_E.splat::<S>()).round_ties_even();
     let r = x - k * LN2_HI.splat::<S>() - k * LN2_LO.splat::<S>();
-    let mut p = (1.0f32 / 720.0).splat::<S>();
-    for c in [1.0f32 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+    let mut p = EXP_TAYLOR[0].splat::<S>();
+    for c in &EXP_TAYLOR[1..] {
         p = p * r + c.splat::<S>();
     }
     let scale = (k.round_to_int() + 127i32.splat::<S>()) << 23;

@@ -6,11 +6,13 @@
 //! added onto the destination, as gemm does.
 
 use core::arch::wasm32::{
-    f32x4_add, f32x4_div, f32x4_mul, f32x4_pmax, f32x4_pmin, f32x4_splat, v128, v128_load,
-    v128_store,
+    f32x4_add, f32x4_div, f32x4_mul, f32x4_nearest, f32x4_pmax, f32x4_pmin, f32x4_splat, f32x4_sub,
+    i32x4_add, i32x4_shl, i32x4_splat, i32x4_trunc_sat_f32x4, v128, v128_load, v128_store,
 };
 
-use super::kernels::{ERF_P, ERF_Q, gelu_scalar};
+use super::kernels::{
+    ERF_P, ERF_Q, EXP_TAYLOR, INV_SQRT_2PI, LN2_HI, LN2_LO, gelu_grad_scalar, gelu_scalar,
+};
 
 /// Tile rows, and columns in NV vectors of four: 4 x 8 accumulators in 8 vectors.
 const MR: usize = 4;
@@ -57,10 +59,22 @@ pub(crate) unsafe fn gemm_add(
             let kc = KC.min(k - p0);
             // SAFETY: the caller's; the blocks lie inside the operands.
             unsafe {
-                pack_rhs(&mut packed_rhs, rhs, p0, j0, kc, nc);
+                pack::<NR>(
+                    &mut packed_rhs,
+                    rhs.ptr,
+                    (rhs.cols, rhs.rows),
+                    (j0, nc),
+                    (p0, kc),
+                );
                 for i0 in (0..m).step_by(MC) {
                     let mc = MC.min(m - i0);
-                    pack_lhs(&mut packed_lhs, lhs, i0, p0, mc, kc);
+                    pack::<MR>(
+                        &mut packed_lhs,
+                        lhs.ptr,
+                        (lhs.rows, lhs.cols),
+                        (i0, mc),
+                        (p0, kc),
+                    );
                     for jr in (0..nc).step_by(NR) {
                         let b = packed_rhs.as_ptr().add(jr * kc);
                         for ir in (0..mc).step_by(MR) {
@@ -76,67 +90,41 @@ pub(crate) unsafe fn gemm_add(
     }
 }
 
-/// rhs[p0.., j0..] (kc x nc) as panels of NR columns, each kc rows of NR values, the last
-/// panel padded with zeros.
-unsafe fn pack_rhs(
+/// Packs `count` consecutive indices t from `t0` of a matrix, each over kc depths p from `p0`,
+/// into strips of W: strip s holds, for each p, the W values at t = t0 + s W + w, zero past
+/// `count`. `(st, sp)` are the strides of t and p. The loop follows the smaller stride, so that
+/// a transposed operand (a gradient's product) is read along its rows, not across them.
+///
+/// # Safety
+/// Every (t, p) inside the block must lie inside the matrix behind `base`.
+unsafe fn pack<const W: usize>(
     out: &mut [f32],
-    rhs: Strided<*const f32>,
-    p0: usize,
-    j0: usize,
-    kc: usize,
-    nc: usize,
+    base: *const f32,
+    (st, sp): (isize, isize),
+    (t0, count): (usize, usize),
+    (p0, kc): (usize, usize),
 ) {
-    for (jp, panel) in out[..kc * nc.next_multiple_of(NR)]
-        .chunks_exact_mut(kc * NR)
+    for (strip, values) in out[..count.next_multiple_of(W) * kc]
+        .chunks_exact_mut(W * kc)
         .enumerate()
     {
-        let width = NR.min(nc - jp * NR);
-        for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-            // SAFETY: the caller's.
-            let src = unsafe {
-                rhs.ptr
-                    .offset((p0 + p) as isize * rhs.rows + (j0 + jp * NR) as isize * rhs.cols)
-            };
-            for (q, v) in row.iter_mut().enumerate() {
-                *v = if q < width {
-                    unsafe { *src.offset(q as isize * rhs.cols) }
-                } else {
-                    0.0
-                };
-            }
-        }
-    }
-}
-
-/// lhs[i0.., p0..] (mc x kc) as blocks of MR rows, each kc columns of MR values, the last block
-/// padded with zeros.
-unsafe fn pack_lhs(
-    out: &mut [f32],
-    lhs: Strided<*const f32>,
-    i0: usize,
-    p0: usize,
-    mc: usize,
-    kc: usize,
-) {
-    for (ib, block) in out[..mc.next_multiple_of(MR) * kc]
-        .chunks_exact_mut(MR * kc)
-        .enumerate()
-    {
-        let height = MR.min(mc - ib * MR);
-        for r in 0..MR {
-            if r >= height {
+        let first = t0 + strip * W;
+        let width = W.min(count - strip * W);
+        // SAFETY: the caller's; (t, p) stays inside the block.
+        let at = |w: usize, p: usize| unsafe {
+            *base.offset((first + w) as isize * st + (p0 + p) as isize * sp)
+        };
+        if sp.abs() <= st.abs() {
+            for w in 0..W {
                 for p in 0..kc {
-                    block[p * MR + r] = 0.0;
+                    values[p * W + w] = if w < width { at(w, p) } else { 0.0 };
                 }
-                continue;
             }
-            // SAFETY: the caller's.
-            let src = unsafe {
-                lhs.ptr
-                    .offset((i0 + ib * MR + r) as isize * lhs.rows + p0 as isize * lhs.cols)
-            };
+        } else {
             for p in 0..kc {
-                block[p * MR + r] = unsafe { *src.offset(p as isize * lhs.cols) };
+                for w in 0..W {
+                    values[p * W + w] = if w < width { at(w, p) } else { 0.0 };
+                }
             }
         }
     }
@@ -209,8 +197,41 @@ pub(crate) fn gelu_in_place(values: &mut [f32]) {
     }
 }
 
+/// `grad *= d gelu(x) / dx`, the same operations in the same order as
+/// `kernels::gelu_grad_in_place`, with [`gelu_in_place`]'s clamps.
+pub(crate) fn gelu_grad_in_place(x: &[f32], grad: &mut [f32]) {
+    let body = grad.len() / 4 * 4;
+    for (xs, gs) in x[..body]
+        .chunks_exact(4)
+        .zip(grad[..body].chunks_exact_mut(4))
+    {
+        // SAFETY: each chunk holds exactly four values.
+        unsafe {
+            let v = v128_load(xs.as_ptr() as *const v128);
+            let g = v128_load(gs.as_ptr() as *const v128);
+            let cdf = f32x4_mul(f32x4_splat(0.5), f32x4_add(f32x4_splat(1.0), erf_scaled(v)));
+            let square = f32x4_mul(f32x4_mul(f32x4_splat(-0.5), v), v);
+            let pdf = f32x4_mul(f32x4_splat(INV_SQRT_2PI), exp(square));
+            let d = f32x4_add(cdf, f32x4_mul(v, pdf));
+            v128_store(gs.as_mut_ptr() as *mut v128, f32x4_mul(g, d));
+        }
+    }
+    for (x, g) in x[body..].iter().zip(&mut grad[body..]) {
+        *g *= gelu_grad_scalar(*x);
+    }
+}
+
 #[inline(always)]
 fn gelu(x: v128) -> v128 {
+    f32x4_mul(
+        f32x4_mul(f32x4_splat(0.5), x),
+        f32x4_add(f32x4_splat(1.0), erf_scaled(x)),
+    )
+}
+
+/// `erf(x / sqrt 2)`, as `kernels::erf_scaled_vector`.
+#[inline(always)]
+fn erf_scaled(x: v128) -> v128 {
     let scaled = f32x4_mul(x, f32x4_splat(core::f32::consts::FRAC_1_SQRT_2));
     let z = f32x4_pmin(f32x4_pmax(scaled, f32x4_splat(-4.0)), f32x4_splat(4.0));
     let z2 = f32x4_mul(z, z);
@@ -222,9 +243,23 @@ fn gelu(x: v128) -> v128 {
     for &c in &ERF_Q[1..] {
         q = f32x4_add(f32x4_mul(q, z2), f32x4_splat(c));
     }
-    let erf = f32x4_div(f32x4_mul(z, p), q);
-    f32x4_mul(
-        f32x4_mul(f32x4_splat(0.5), x),
-        f32x4_add(f32x4_splat(1.0), erf),
-    )
+    f32x4_div(f32x4_mul(z, p), q)
+}
+
+/// `kernels::exp_vector`, the same operations in the same order.
+#[inline(always)]
+fn exp(x: v128) -> v128 {
+    let x = f32x4_pmin(f32x4_pmax(x, f32x4_splat(-87.0)), f32x4_splat(88.0));
+    let k = f32x4_nearest(f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)));
+    let r = f32x4_sub(
+        f32x4_sub(x, f32x4_mul(k, f32x4_splat(LN2_HI))),
+        f32x4_mul(k, f32x4_splat(LN2_LO)),
+    );
+    let mut p = f32x4_splat(EXP_TAYLOR[0]);
+    for &c in &EXP_TAYLOR[1..] {
+        p = f32x4_add(f32x4_mul(p, r), f32x4_splat(c));
+    }
+    // k is a whole number in [-126, 127], so truncating it is exact.
+    let scale = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(k), i32x4_splat(127)), 23);
+    f32x4_mul(p, scale)
 }
