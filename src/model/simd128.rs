@@ -1,9 +1,13 @@
-//! The matrix product in wasm (SIMD128). gemm's kernel there keeps 12 accumulators, which with
-//! its operands outnumber the 15 vector registers V8 allocates on x86-64, so its inner loop
-//! spills; this one keeps 8 (a tile of 4 rows by 8 columns). On the encoder's linear layers it
-//! ran 1.2-1.5x faster than gemm's in Chromium 156, and a whole encoder pass 1.2x faster (a tile
-//! of 2 x 16, faster on 1x1 convolutions over 65536 pixels alone, was slower over the pass). Each element is summed over k one product at a time onto zero, then
-//! added onto the destination, as gemm does.
+//! The wasm build's own SIMD128 kernels, where V8's code for the generic ones is slow.
+//! - The matrix product: gemm's kernel keeps 12 accumulators, which with its operands outnumber
+//!   the 15 vector registers V8 allocates on x86-64, so its inner loop spills; this one keeps 8
+//!   (a tile of 4 rows by 8 columns). On the encoder's linear layers it ran 1.2-1.5x faster
+//!   than gemm's in Chromium 156, and a whole encoder pass 1.2x faster (a tile of 2 x 16, faster
+//!   on 1x1 convolutions over 65536 pixels alone, was slower over the pass). Each element is
+//!   summed over k one product at a time onto zero, then added onto the destination, as gemm
+//!   does.
+//! - GELU and its gradient, the same operations as `kernels`' generic ones with the clamps
+//!   through `f32x4.pmin` and `pmax` (see [`gelu_in_place`]).
 
 use core::arch::wasm32::{
     f32x4_add, f32x4_div, f32x4_mul, f32x4_nearest, f32x4_pmax, f32x4_pmin, f32x4_splat, f32x4_sub,
