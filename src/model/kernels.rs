@@ -599,26 +599,57 @@ fn exp_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
     p * scale.reinterpret::<f32>()
 }
 
-/// [`softmax_row`] over consecutive rows from `first_row` of `[windows, heads, n, m]` logits,
-/// with one SIMD dispatch for them all (a window's rows are short: 49 values).
-#[macerator::with_simd]
-pub(crate) fn softmax_rows<S: Simd>(
+/// `softmax(row * scale + bias)` over consecutive rows from `first_row` of
+/// `[windows, heads, n, m]` logits, `bias` being `[heads, n, m]`: in wasm through
+/// [`super::simd128::softmax_row`] (the pseudo-minimum's clamps), elsewhere [`softmax_row`] with
+/// one SIMD dispatch for all the rows (a window's rows are short: 49 values).
+pub(crate) fn softmax_rows(
     rows: &mut [f32],
     first_row: usize,
     shape: [usize; 3],
     scale: f32,
     bias: &[f32],
 ) {
-    let [heads, n, m] = shape;
+    #[cfg(target_arch = "wasm32")]
+    for_rows(rows, first_row, shape, bias, |row, b| {
+        super::simd128::softmax_row(row, scale, b)
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    softmax_rows_simd(rows, first_row, shape, scale, bias);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[macerator::with_simd]
+fn softmax_rows_simd<S: Simd>(
+    rows: &mut [f32],
+    first_row: usize,
+    shape: [usize; 3],
+    scale: f32,
+    bias: &[f32],
+) {
+    for_rows(rows, first_row, shape, bias, |row, b| {
+        softmax_row::<S>(row, scale, b)
+    });
+}
+
+/// `f(row, its bias)` for each row of `rows`, row `first_row` onwards of `[windows, heads, n, m]`.
+#[inline(always)]
+fn for_rows(
+    rows: &mut [f32],
+    first_row: usize,
+    [heads, n, m]: [usize; 3],
+    bias: &[f32],
+    mut f: impl FnMut(&mut [f32], &[f32]),
+) {
     for (r, row) in rows.chunks_exact_mut(m).enumerate() {
         let row_index = first_row + r;
         // Rows run through windows, then heads, then the N query positions.
         let head = row_index / n % heads;
-        let b = &bias[head * n * m + row_index % n * m..][..m];
-        softmax_row::<S>(row, scale, b);
+        f(row, &bias[head * n * m + row_index % n * m..][..m]);
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn softmax_row<S: Simd>(row: &mut [f32], scale: f32, bias: &[f32]) {
     let lanes = <f32 as Scalar>::lanes::<S>();

@@ -10,8 +10,9 @@
 //!   through `f32x4.pmin` and `pmax` (see [`gelu_in_place`]).
 
 use core::arch::wasm32::{
-    f32x4_add, f32x4_div, f32x4_mul, f32x4_nearest, f32x4_pmax, f32x4_pmin, f32x4_splat, f32x4_sub,
-    i32x4_add, i32x4_shl, i32x4_splat, i32x4_trunc_sat_f32x4, v128, v128_load, v128_store,
+    f32x4_add, f32x4_div, f32x4_extract_lane, f32x4_mul, f32x4_nearest, f32x4_pmax, f32x4_pmin,
+    f32x4_splat, f32x4_sub, i32x4_add, i32x4_shl, i32x4_splat, i32x4_trunc_sat_f32x4, v128,
+    v128_load, v128_store,
 };
 
 use super::kernels::{
@@ -266,4 +267,70 @@ fn exp(x: v128) -> v128 {
     // k is a whole number in [-126, 127], so truncating it is exact.
     let scale = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(k), i32x4_splat(127)), 23);
     f32x4_mul(p, scale)
+}
+
+/// `softmax(row * scale + bias)` in place, the same operations in the same order as
+/// `kernels::softmax_row`, with the row's maximum and [`exp`]'s clamps through `f32x4.pmax` and
+/// `pmin` (the maximum of values that are not NaN either way).
+pub(crate) fn softmax_row(row: &mut [f32], scale: f32, bias: &[f32]) {
+    let body = row.len() / 4 * 4;
+    let scale_v = f32x4_splat(scale);
+    let mut max_v = f32x4_splat(f32::NEG_INFINITY);
+    for i in (0..body).step_by(4) {
+        // SAFETY: i + 4 <= body <= row.len() == bias.len().
+        unsafe {
+            let at = row.as_mut_ptr().add(i) as *mut v128;
+            let b = v128_load(bias.as_ptr().add(i) as *const v128);
+            let x = f32x4_add(f32x4_mul(v128_load(at), scale_v), b);
+            v128_store(at, x);
+            max_v = f32x4_pmax(max_v, x);
+        }
+    }
+    let mut max = lanes(max_v).into_iter().fold(f32::NEG_INFINITY, f32::max);
+    for (x, b) in row[body..].iter_mut().zip(&bias[body..]) {
+        *x = *x * scale + b;
+        max = max.max(*x);
+    }
+    let max_v = f32x4_splat(max);
+    let mut sum_v = f32x4_splat(0.0);
+    for i in (0..body).step_by(4) {
+        // SAFETY: i + 4 <= body <= row.len().
+        unsafe {
+            let at = row.as_mut_ptr().add(i) as *mut v128;
+            let e = exp(f32x4_sub(v128_load(at), max_v));
+            v128_store(at, e);
+            sum_v = f32x4_add(sum_v, e);
+        }
+    }
+    // The lanes in macerator's order: (0 + 2) + (1 + 3).
+    let [a, b, c, d] = lanes(sum_v);
+    let mut sum = (a + c) + (b + d);
+    let tail = &mut row[body..];
+    if !tail.is_empty() {
+        // The tail through a full vector, so it rounds as the body does.
+        let mut lane = [f32::NEG_INFINITY; 4];
+        lane[..tail.len()].copy_from_slice(tail);
+        // SAFETY: `lane` holds four values.
+        let e = lanes(exp(f32x4_sub(
+            unsafe { v128_load(lane.as_ptr() as *const v128) },
+            max_v,
+        )));
+        for (x, e) in tail.iter_mut().zip(e) {
+            *x = e;
+            sum += e;
+        }
+    }
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+fn lanes(v: v128) -> [f32; 4] {
+    [
+        f32x4_extract_lane::<0>(v),
+        f32x4_extract_lane::<1>(v),
+        f32x4_extract_lane::<2>(v),
+        f32x4_extract_lane::<3>(v),
+    ]
 }
