@@ -22,9 +22,12 @@ const ops = {
     model = await wasm.loadModel(new Uint8Array(weights), new Uint8Array(head), useGpu);
     return [describe()];
   },
-  async encode({ input }) {
-    const e = await model.encode(input);
-    return [e, [e.buffer]];
+  // With `head`, the current head's logits on the new embedding too: Segment then runs the head
+  // on the worker that encoded the slice, while the next slice waits for no other worker.
+  async encode({ input, head }) {
+    const embedding = await model.encode(input);
+    const logits = head ? await model.headLogits(embedding) : null;
+    return [{ embedding, logits }, logits ? [embedding.buffer, logits.buffer] : [embedding.buffer]];
   },
   async headLogits({ embedding }) {
     const l = await model.headLogits(embedding);

@@ -237,8 +237,55 @@ await check("an image and its label map dropped together pair up and give the ca
   if (!/LV ejection fraction/.test(table) || !/Myocardial mass/.test(table)) throw new Error(`function: ${table}`);
   console.log(`     ${table.replace(/\s+/g, " ").slice(0, 200)}`);
 });
+await check("slices encoded on helpers get the taught head's labels, as the primary gives them", async () => {
+  await pending();
+  // Counts the encodings that came back with the head's logits from the worker that encoded them.
+  await page.evaluate(async () => {
+    const { app } = await import("/app/state.js");
+    const encode = app.pool.encode.bind(app.pool);
+    window.encodings = { all: 0, withLogits: 0 };
+    app.pool.encode = async (...args) => {
+      const r = await encode(...args);
+      window.encodings.all += 1;
+      window.encodings.withLogits += r.logits ? 1 : 0;
+      return r;
+    };
+  });
+  await page.getByTestId("segment").click();
+  await waitState("done", 15 * 60000);
+  const encodings = await page.evaluate(async () => {
+    const { app } = await import("/app/state.js");
+    window.workerLabels = app.current.volume.allLabels();
+    delete app.pool.encode;
+    return window.encodings;
+  });
+  if (encodings.all !== 8 || encodings.withLogits !== 8) throw new Error(`encodings: ${JSON.stringify(encodings)}`);
+  await page.locator("#undo").click();
+  // Again from the cached embeddings, through the head on the primary.
+  await pending();
+  await page.getByTestId("segment").click();
+  await waitState("done", 5 * 60000);
+  const text = await status.textContent();
+  if (!/\(8 embeddings cached\)/.test(text)) throw new Error(`status: ${text}`);
+  const [differ, n] = await page.evaluate(async () => {
+    const { app } = await import("/app/state.js");
+    const a = window.workerLabels, b = app.current.volume.allLabels();
+    let d = Math.abs(a.length - b.length);
+    for (let i = 0; i < Math.min(a.length, b.length); i++) d += a[i] !== b[i];
+    return [d, a.length];
+  });
+  if (differ) throw new Error(`${differ} of ${n} voxels differ between the workers' heads and the primary's`);
+  await page.locator("#undo").click();
+  console.log(`     ${n} voxels labelled alike; ${text}`);
+});
 await check("a worker lost mid-Segment is replaced and every slice still gets its labels", async () => {
   await pending();
+  // The slices again as a new file's, so that the workers encode them.
+  await page.evaluate(async () => {
+    const { app } = await import("/app/state.js");
+    app.current.hash += "/again";
+    app.current.embeddings.clear();
+  });
   await page.getByTestId("segment").click();
   // The path a crashed worker takes (pool.lost), on a helper while it encodes a slice.
   const killed = await page.evaluate(async () => {

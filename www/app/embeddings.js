@@ -43,42 +43,51 @@ function keep(s, z, e) {
 // Slice z's embedding, or that of its view under Segment's second look (`zoom`, a WebZoom), or
 // of its `view`-th augmented view for Teach (the wasm draws them from seed 0).
 export async function embedding(s, z, zoom, view) {
+  return (await encoded({ s, z, zoom, view })).embedding;
+}
+
+// {embedding, logits} of one item ({s, z, zoom?, view?, head?}): with `head`, the current
+// head's logits on the embedding where a worker encoded it and ran the head at once (null when
+// the embedding was cached).
+async function encoded({ s, z, zoom, view, head }) {
   const at = zoom ? `${z}/${zoom.tag()}` : view !== undefined ? `${z}/${app.description.teachViewTag}${view}` : z;
   if (s.embeddings.has(at)) {
     s.cacheHits = (s.cacheHits || 0) + 1;
     const e = s.embeddings.get(at);
     keep(s, at, e);
-    return e;
+    return { embedding: e, logits: null };
   }
   const info = app.model.info;
   const key = `${s.hash}/${info.encoder}/${s.volume.segAxis()}/${at}`;
   let e = fromStored(await idb("readonly", (store) => store.get(key)));
+  let logits = null;
   if (e) {
     s.cacheHits = (s.cacheHits || 0) + 1;
   } else {
     const input = zoom ? s.volume.zoomedInput(z, zoom)
       : view !== undefined ? s.volume.viewInput(z, info.inputSize, 0, view)
         : s.volume.encoderInput(z, info.inputSize);
-    e = await app.pool.encode(input);
+    ({ embedding: e, logits } = await app.pool.encode(input, Boolean(head)));
     idb("readwrite", (store) => store.put(toStored(e), key));
   }
   keep(s, at, e);
-  return e;
+  return { embedding: e, logits };
 }
 
 // The embeddings of `items` ({s, z, zoom?, view?}) in order, each asked for a few places ahead so that every
 // worker of the pool has a slice to encode while the caller uses the earlier ones.
 export async function* inOrder(items) {
-  for await (const batch of inBatches(items, 1)) yield batch[0];
+  for await (const batch of inBatches(items, 1)) yield batch[0].embedding;
 }
 
-// The same embeddings in order, as arrays of up to `most`: the next one, with those after it that
-// are already there (cached ones, or ones the helpers finished while the head ran).
+// The items' {embedding, logits} (see `encoded`) in order, as arrays of up to `most`: the next
+// one, with those after it that are already there (cached ones, or ones the helpers finished
+// while the head ran).
 export async function* inBatches(items, most) {
   const asked = [], ready = [];
   const ask = (i) => {
     if (i < items.length && !asked[i]) {
-      asked[i] = embedding(items[i].s, items[i].z, items[i].zoom, items[i].view);
+      asked[i] = encoded(items[i]);
       // The rejection handler also keeps one the caller never reaches (cancelled) from surfacing
       // as an unhandled rejection.
       asked[i].then((e) => { ready[i] = e; }, () => {});

@@ -1,6 +1,8 @@
 // The model's workers. The primary loads the encoder and the head and runs everything (heads,
-// boxes, training); helpers load the encoder too and only encode. Encodings go to whichever
-// worker has none in flight, so a volume's slices are encoded on every core the pool has. Helpers
+// boxes, training); helpers load the encoder and a copy of the head, and encode, with the head's
+// logits on the slice when Segment asks. Encodings go to whichever worker has none in flight, so
+// a volume's slices are encoded on every core the pool has, and no slice's head waits behind
+// another slice's encoding on the primary. Helpers
 // start with the primary, as many as the cores and the tab's memory allow at a worker's prior
 // size; the primary's first encoding then measures that size, and the pool grows or shrinks to
 // fit. A worker that crashes is replaced and its slice encoded again, while the others' finished
@@ -65,7 +67,9 @@ export class Pool {
     this.queue = []; // encode jobs not yet on a worker
     this.target = 1; // workers wanted, the primary included
     this.perWorker = 0; // measured bytes of one worker's memory (0 until the first encoding)
-    this.model = null; // {weights, head, useGpu} to load into a new helper
+    this.model = null; // {weights, head, headVersion, useGpu} to load into a new helper
+    // Bumped whenever the primary's head changes; a helper whose copy is older encodes without it.
+    this.headVersion = 0;
     this.onPrimaryLost = () => {};
   }
 
@@ -86,19 +90,42 @@ export class Pool {
   // at the same time: the first slices of a cold Segment then already encode on every core.
   async load(weights, head, useGpu) {
     await this.primary.ready;
-    this.model = { weights: weights.slice(), head: head.slice(), useGpu };
+    this.model = { weights: weights.slice(), head: head.slice(), headVersion: ++this.headVersion, useGpu };
     if (!useGpu) this.resize(this.affordable(this.perWorker || PRIOR_PER_WORKER));
     const info = await this.call("load", { weights: weights.buffer, head: head.buffer, useGpu }, [weights.buffer, head.buffer]);
     this.primary.loaded = true;
     // A GPU does not get faster with more workers sharing it.
     if (info.backend !== "CPU") this.resize(1);
+    // Helpers of an earlier load (before the primary was restarted) may hold a taught head.
+    this.syncHeads();
     return info;
   }
 
-  // A promise of one slice's embedding, encoded on the next free worker.
-  encode(input) {
+  // The primary's head changed (taught or imported): the helpers get a copy of it.
+  async headChanged() {
+    const version = ++this.headVersion;
+    const head = await this.call("exportHead");
+    if (version !== this.headVersion) return;
+    Object.assign(this.model, { head, headVersion: version });
+    this.syncHeads();
+  }
+
+  syncHeads() {
+    const { head, headVersion } = this.model;
+    for (const h of this.helpers) {
+      if (!h.loaded || h.headVersion === headVersion || h.syncing === headVersion) continue;
+      h.syncing = headVersion;
+      const copy = head.slice();
+      h.call("setHead", { bytes: copy.buffer }, [copy.buffer]).then(() => { h.headVersion = headVersion; }, () => {});
+    }
+  }
+
+  // A promise of one slice's {embedding, logits}, encoded on the next free worker; logits (the
+  // current head's on it) only with `head` and from a worker that holds the current head, else
+  // null.
+  encode(input, head = false) {
     return new Promise((ok, fail) => {
-      this.queue.push({ input, ok, fail, tries: 0 });
+      this.queue.push({ input, head, ok, fail, tries: 0 });
       this.pump();
     });
   }
@@ -125,9 +152,11 @@ export class Pool {
       w.encoding = job;
       // A copy stays with the job, so that a crashed worker's slice can be encoded again.
       const input = job.input.slice();
-      w.call("encode", { input }, [input.buffer]).then((e) => {
+      const version = this.headVersion;
+      const head = job.head && (w === this.primary || w.headVersion === version);
+      w.call("encode", { input, head }, [input.buffer]).then(({ embedding, logits }) => {
         w.encoding = null;
-        job.ok(e);
+        job.ok({ embedding, logits: version === this.headVersion ? logits : null });
         if (w === this.primary && !this.perWorker) this.measure();
         this.pump();
       }, (err) => {
@@ -179,11 +208,15 @@ export class Pool {
     while (1 + this.helpers.length < this.target) {
       const h = new ModelWorker(this.urls, (w, why) => this.lost(w, why));
       this.helpers.push(h);
-      const { weights, head } = this.model;
+      const { weights, head, headVersion } = this.model;
       const [wc, hc] = [weights.slice(), head.slice()];
       h.ready = h.call("init", { ...this.urls, probe: false })
         .then(() => h.call("load", { weights: wc.buffer, head: hc.buffer, useGpu: false }, [wc.buffer, hc.buffer]))
-        .then(() => { h.loaded = true; this.pump(); }, (e) => h.retired || console.warn(`an encoder worker failed to start: ${e.message}`));
+        .then(() => {
+          Object.assign(h, { loaded: true, headVersion });
+          this.syncHeads();
+          this.pump();
+        }, (e) => h.retired || console.warn(`an encoder worker failed to start: ${e.message}`));
     }
   }
 

@@ -19,20 +19,25 @@ export const segment = () => job("Segmentation", async () => {
   const k = info.classes.length, largest = $("largest-pieces").checked;
   // The head on every slice (its view under `zoom` on the second look); false when cancelled.
   const pass = async (zoom, what) => {
-    const slices = Array.from({ length: n }, (_, z) => ({ s, z, zoom }));
+    const slices = Array.from({ length: n }, (_, z) => ({ s, z, zoom, head: true }));
     const t1 = performance.now();
     let z = 0;
-    // The head runs once per batch of slices already encoded (one slice while the encoder leads).
+    // A slice a worker encodes comes with the head's logits from that worker; cached embeddings
+    // go through the head on the primary, once per batch of those already there.
     for await (const batch of inBatches(slices, app.description.headBatch)) {
       if (app.model.cancel) return false;
-      const embeddings = new Float32Array(batch.reduce((n, e) => n + e.length, 0));
-      batch.forEach((e, i) => embeddings.set(e, i * e.length));
-      const logits = await app.pool.call("headLogits", { embedding: embeddings }, [embeddings.buffer]);
-      const per = logits.length / batch.length;
-      for (let i = 0; i < batch.length; i++) {
-        const l = logits.subarray(i * per, (i + 1) * per);
-        if (zoom) v.setLabelsFromZoomedLogits(z, l, k, zoom);
-        else v.setLabelsFromLogits(z, l, k);
+      const cached = batch.filter((b) => !b.logits);
+      if (cached.length) {
+        const size = cached[0].embedding.length;
+        const embeddings = new Float32Array(cached.length * size);
+        cached.forEach((b, i) => embeddings.set(b.embedding, i * size));
+        const logits = await app.pool.call("headLogits", { embedding: embeddings }, [embeddings.buffer]);
+        const per = logits.length / cached.length;
+        cached.forEach((b, i) => { b.logits = logits.subarray(i * per, (i + 1) * per); });
+      }
+      for (const { logits } of batch) {
+        if (zoom) v.setLabelsFromZoomedLogits(z, logits, k, zoom);
+        else v.setLabelsFromLogits(z, logits, k);
         z += 1;
       }
       s.labels = "model";

@@ -65,6 +65,7 @@ export const teach = () => job("Teaching", async () => {
   const mid = spans.length >> 1;
   const extent = spans.length === 0 ? undefined : spans.length % 2 ? spans[mid] : (spans[mid - 1] + spans[mid]) / 2;
   headChanged(await call("teachApply", { summary, extent }));
+  await app.pool.headChanged();
   if (!app.model.cancel) {
     const n = history.dice.length;
     const perStep = (performance.now() - t1) / Math.max(1, history.loss.length);
@@ -115,6 +116,7 @@ export async function importHead(file) {
     await getModel();
     const bytes = new Uint8Array(await file.arrayBuffer());
     headChanged(await app.pool.call("setHead", { bytes: bytes.buffer }, [bytes.buffer]));
+    await app.pool.headChanged();
     setStatus("done", `${file.name}: head loaded (${app.classes.slice(1).map((c) => c.name).join(", ")})`);
   });
 }
