@@ -53,22 +53,31 @@ fn error_between<const D: usize>(got: Tensor<D>, want: Tensor<D>) -> f32 {
 
 /// The wasm build's own matrix product (`model::simd128`, under the encoder's linear layers and
 /// 1x1 convolutions) against burn's matmul and convolution, at sizes with partial tiles and
-/// across every block edge (depth 300 > 256, columns 1030 > 1024, rows 70 > 64).
+/// across every block edge (depth 300 > 256, columns 1030 > 1024, rows 70 > 64), with and
+/// without a bias.
 #[wasm_bindgen_test]
 fn wasm_products_match_burns() {
     use autosam::model::kernels;
     use burn::nn::LinearConfig;
     use burn::nn::conv::Conv2dConfig;
     let device = backend::cpu();
-    for (tokens, d_in, d_out) in [(45, 37, 13), (70, 300, 1030), (1, 3, 5)] {
-        let mut layer = LinearConfig::new(d_in, d_out).init(&device);
+    // The product writes the bias (or zero, without one) with its first block of depths.
+    for (tokens, d_in, d_out, bias) in [
+        (45, 37, 13, true),
+        (70, 300, 1030, true),
+        (70, 300, 1030, false),
+        (1, 3, 5, true),
+    ] {
+        let mut layer = LinearConfig::new(d_in, d_out).with_bias(bias).init(&device);
         layer.weight = layer.weight.map(|_| uniform([d_in, d_out], 7));
-        let bias = layer.bias.as_ref().expect("a bias").val();
         let x = uniform([2, tokens, d_in], 11);
-        let want = x.clone().matmul(layer.weight.val().unsqueeze()) + bias.unsqueeze();
+        let mut want = x.clone().matmul(layer.weight.val().unsqueeze());
+        if let Some(b) = &layer.bias {
+            want = want + b.val().unsqueeze();
+        }
         let err = error_between(kernels::linear(&layer, x), want);
         say(&format!(
-            "linear {tokens} x {d_in} -> {d_out}: relative error {err:.1e}"
+            "linear {tokens} x {d_in} -> {d_out}, bias {bias}: relative error {err:.1e}"
         ));
         assert!(err < 1e-5, "linear {tokens} x {d_in} -> {d_out}: {err}");
     }

@@ -259,26 +259,48 @@ fn gemm_bias_into(out: &mut [f32], product: &Product, bias: Option<Bias>) {
             return gemm_bias_by_rows(out, product, bias);
         }
     }
-    for (r, row) in out.chunks_exact_mut(n).enumerate() {
-        fill_bias_row(row, r, 0, bias.as_ref());
+    // In wasm the product writes the bias itself (`simd128::gemm`'s `Start`).
+    #[cfg(target_arch = "wasm32")]
+    {
+        use super::simd128::{Start, gemm};
+        let start = match bias {
+            Some(Bias::PerRow(b)) => Start::Rows(b),
+            Some(Bias::PerColumn(b)) => Start::Columns(b),
+            None => Start::Zero,
+        };
+        // SAFETY: the three buffers hold m n, m k and k n values, laid out with the strides
+        // given; the bias holds m or n values (asserted above).
+        unsafe {
+            gemm(
+                [m, n, k],
+                (out.as_mut_ptr(), n as isize, 1).into(),
+                (lhs.as_ptr(), k as isize, 1).into(),
+                (rhs.as_ptr(), n as isize, 1).into(),
+                start,
+            )
+        }
     }
     #[cfg(not(target_arch = "wasm32"))]
-    let parallelism = if m * n * k >= 1 << 18 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    #[cfg(target_arch = "wasm32")]
-    let parallelism = gemm::Parallelism::None;
-    // SAFETY: the three buffers hold m n, m k and k n values, laid out with the strides given.
-    unsafe {
-        gemm_add(
-            [m, n, k],
-            (out.as_mut_ptr(), n as isize, 1),
-            (lhs.as_ptr(), k as isize, 1),
-            (rhs.as_ptr(), n as isize, 1),
-            parallelism,
-        )
+    {
+        for (r, row) in out.chunks_exact_mut(n).enumerate() {
+            fill_bias_row(row, r, 0, bias.as_ref());
+        }
+        let parallelism = if m * n * k >= 1 << 18 {
+            gemm::Parallelism::Rayon(0)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: the three buffers hold m n, m k and k n values, laid out with the strides
+        // given.
+        unsafe {
+            gemm_add(
+                [m, n, k],
+                (out.as_mut_ptr(), n as isize, 1),
+                (lhs.as_ptr(), k as isize, 1),
+                (rhs.as_ptr(), n as isize, 1),
+                parallelism,
+            )
+        }
     }
 }
 
@@ -362,6 +384,7 @@ fn gemm_bias_by_rows(out: &mut [f32], product: &Product, bias: Option<Bias>) {
 }
 
 /// Fills `row`, output row `r` from column `first` on, with the bias (zero without one).
+#[cfg(not(target_arch = "wasm32"))]
 fn fill_bias_row(row: &mut [f32], r: usize, first: usize, bias: Option<&Bias>) {
     match bias {
         Some(Bias::PerRow(b)) => row.fill(b[r]),
