@@ -3,7 +3,9 @@
 // again once they run), then once under the DevTools CPU profiler. Prints the warm-up times and
 // the functions with the most time of their own and in all (wasm function names from the
 // bundle's name section), and writes the .cpuprofile (which Chrome's DevTools open).
-// Usage: node profile.mjs DIST [OUT.cpuprofile] [--warm N]   (DIST: trunk build --release)
+// With --head, the profile is of the default head on 4 slices' embeddings instead (after timing it
+// on 1 and 4).
+// Usage: node profile.mjs DIST [OUT.cpuprofile] [--warm N] [--head]   (DIST: trunk build --release)
 import { writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +13,7 @@ import { serve, launch } from "../../tests/e2e/harness.mjs";
 
 const args = process.argv.slice(2);
 const warm = args.includes("--warm") ? Number(args[args.indexOf("--warm") + 1]) : 3;
+const head = args.includes("--head");
 const [dist, out = "encoder.cpuprofile"] = args.filter((a, i) => !a.startsWith("--") && args[i - 1] !== "--warm");
 const here = dirname(fileURLToPath(import.meta.url));
 const server = await serve(resolve(dist), { mounts: { "/profile.html": join(here, "profile.html") } });
@@ -20,11 +23,13 @@ page.on("pageerror", (e) => { console.error(`page error: ${e}`); process.exitCod
 await page.goto(`${server.origin}/profile.html`);
 await page.waitForFunction(() => window.ready, null, { timeout: 120000 });
 for (let i = 0; i < warm; i++) console.log(`warm-up pass ${i + 1}: ${(await page.evaluate(() => window.encode())).toFixed(0)} ms`);
+if (head) for (const b of [1, 1, 4, 4]) console.log(`head, ${b} slice(s): ${(await page.evaluate((b) => window.head(b), b)).toFixed(0)} ms`);
 const cdp = await page.context().newCDPSession(page);
 await cdp.send("Profiler.enable");
 await cdp.send("Profiler.setSamplingInterval", { interval: 500 });
 await cdp.send("Profiler.start");
-console.log(`profiled pass: ${(await page.evaluate(() => window.encode())).toFixed(0)} ms`);
+if (head) console.log(`profiled head, 4 slices: ${(await page.evaluate(() => window.head(4))).toFixed(0)} ms`);
+else console.log(`profiled pass: ${(await page.evaluate(() => window.encode())).toFixed(0)} ms`);
 const { profile } = await cdp.send("Profiler.stop");
 await writeFile(out, JSON.stringify(profile));
 await browser.close();
