@@ -7,11 +7,13 @@
 let wasm = null; // the bindings
 let model = null; // WebModel
 let trainer = null; // WebTrainer
+let trace = false; // log each operation's start and end (epoch milliseconds)
 
 // Returns [value, transferables].
 const ops = {
   // `probe`: run the CPU/WebGPU agreement probe (the primary only; helpers use the CPU).
-  async init({ js, bg, probe }) {
+  async init({ js, bg, probe, trace: traced }) {
+    trace = Boolean(traced);
     wasm = await import(js);
     await wasm.default({ module_or_path: bg });
     return [probe ? await wasm.backendReport() : "CPU"];
@@ -98,7 +100,9 @@ async function handle({ id, op, args }) {
     if (!ops[op]) throw new Error(`unknown operation ${op}`);
     if (op !== "init" && !wasm) throw new Error("the worker is not started");
     if (!["init", "load", "errors", "memory"].includes(op) && !model) throw new Error("the model is not loaded");
+    const start = performance.timeOrigin + performance.now();
     const [value, transfer] = await ops[op](args || {});
+    if (trace) console.debug(`trace ${op} ${start.toFixed(0)} ${(performance.timeOrigin + performance.now()).toFixed(0)}`);
     postMessage({ id, ok: true, value }, transfer || []);
   } catch (err) {
     // A trap (a Rust panic) leaves the wasm instance unusable: the page starts a new worker.

@@ -62,6 +62,8 @@ export class Pool {
     this.urls = {
       js: document.querySelector('link[rel="modulepreload"][href$=".js"]').href,
       bg: document.querySelector('link[rel="preload"][href$=".wasm"]').href,
+      // ?trace in the address: each worker logs its operations' times (bench/page/timeline.mjs).
+      trace: new URLSearchParams(location.search).has("trace"),
     };
     this.helpers = [];
     this.queue = []; // encode jobs not yet on a worker
