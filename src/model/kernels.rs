@@ -236,8 +236,8 @@ struct Product<'a> {
     rhs: &'a [f32],
 }
 
-/// `out = bias + lhs rhs` ([m, n], row-major): the bias fills the output, and gemm adds the
-/// product onto it.
+/// `out = bias + lhs rhs` ([m, n], row-major): natively the bias fills the output and gemm adds
+/// the product onto it; in wasm the product's first block of depths writes bias plus sums.
 fn gemm_bias_into(out: &mut [f32], product: &Product, bias: Option<Bias>) {
     let &Product { m, n, k, lhs, rhs } = product;
     assert_eq!(

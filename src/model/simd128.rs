@@ -331,7 +331,7 @@ unsafe fn fill(start: Start, [m, n]: [usize; 2], dst: Strided<*mut f32>) {
     for r in 0..m {
         for c in 0..n {
             let value = match start {
-                Start::Add => continue,
+                Start::Add => return,
                 Start::Zero => 0.0,
                 Start::Rows(b) => b[r],
                 Start::Columns(b) => b[c],
