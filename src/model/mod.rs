@@ -6,6 +6,7 @@ pub mod attention;
 pub mod checkpoint;
 pub mod common;
 pub mod conv3x3;
+pub mod depthwise;
 pub mod format;
 pub mod image_encoder;
 pub mod kernels;
@@ -19,6 +20,7 @@ pub mod tiny_vit;
 mod tracked;
 pub mod transformer;
 pub mod weights;
+pub mod windows;
 
 pub use sam::{EncoderConfig, Sam, SamConfig};
 pub use weights::{HostTensor, Weights};

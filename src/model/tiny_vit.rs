@@ -5,14 +5,14 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::attention;
 use super::common::{MlpBlock, Neck, conv, layer_norm};
+use super::depthwise::{depthwise, depthwise_tokens};
 use super::kernels::{self, gelu};
 use super::weights::{HostTensor, Weights, conv2d, linear};
+use super::{attention, windows};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ impl MBConv {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = x.clone();
         let x = gelu(conv(&self.conv1, x));
-        let x = gelu(self.conv2.forward(x));
+        let x = gelu(depthwise(&self.conv2, x));
         gelu(conv(&self.conv3, x) + shortcut)
     }
 }
@@ -104,7 +104,7 @@ impl PatchMerging {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = gelu(conv(&self.conv1, x));
-        let x = gelu(self.conv2.forward(x));
+        let x = gelu(depthwise(&self.conv2, x));
         conv(&self.conv3, x)
     }
 }
@@ -219,44 +219,14 @@ impl TinyViTBlock {
 
     /// x: [B, L, C] tokens of a resolution x resolution grid.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, l, c] = x.dims();
         let (r, ws) = (self.resolution, self.window_size);
-        let attended = if r == ws {
-            self.attn.forward(x.clone())
+        let x = if r == ws {
+            x.clone() + self.attn.forward(x)
         } else {
-            let pad = (ws - r % ws) % ws;
-            let grid = x.clone().reshape([b, r, r, c]);
-            let grid = if pad > 0 {
-                grid.pad([(0, 0), (0, pad), (0, pad), (0, 0)], PadMode::Constant(0.0))
-            } else {
-                grid
-            };
-            let (p, n) = (r + pad, (r + pad) / ws);
-            let windows =
-                grid.reshape([b, n, ws, n, ws, c])
-                    .swap_dims(2, 3)
-                    .reshape([b * n * n, ws * ws, c]);
-            let out = self
-                .attn
-                .forward(windows)
-                .reshape([b, n, n, ws, ws, c])
-                .swap_dims(2, 3)
-                .reshape([b, p, p, c]);
-            let out = if pad > 0 {
-                out.slice([0..b, 0..r, 0..r, 0..c])
-            } else {
-                out
-            };
-            out.reshape([b, l, c])
+            let attended = self.attn.forward(windows::partition(x.clone(), r, ws));
+            windows::add_merged(x, attended, r, ws)
         };
-        let x = x + attended;
-        let x = x.swap_dims(1, 2).reshape([b, c, r, r]);
-        let x = kernels::contiguous(
-            self.local_conv
-                .forward(x)
-                .reshape([b, c, l])
-                .swap_dims(1, 2),
-        );
+        let x = depthwise_tokens(&self.local_conv, x, r);
         x.clone() + self.mlp.forward(self.norm.forward(x))
     }
 }
