@@ -9,6 +9,7 @@ import { exportNifti, loadFiles } from "./files.js";
 import { boxMask, edited, paintAt, remember, undo } from "./tools.js";
 import { segment } from "./segment.js";
 import { exportHead, importHead, teach } from "./teach.js";
+import { preloadModel } from "./model.js";
 
 // The Teach menu, from the wasm's head kinds; each kind brings its own epoch count until the
 // person types one.
@@ -162,6 +163,7 @@ function start() {
     const why = asked && trusted ? `; ?backend=${asked} chose ${app.model.useGpu ? "WebGPU" : "the CPU"}`
       : software ? "; a software adapter, so the CPU runs the model" : "";
     $("backend").textContent = `Compute (in workers, up to ${navigator.hardwareConcurrency || 1} on the CPU): ${report}${why}`;
+    preloadModel();
   }, (e) => {
     $("backend").textContent = `Compute: unavailable (${e.message || e})`;
   });
