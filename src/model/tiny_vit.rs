@@ -139,10 +139,18 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let qkv = kernels::linear(&self.qkv, self.norm.forward(x));
+    /// Each token's queries, keys and values, heads side by side.
+    fn qkv(&self, x: Tensor<3>) -> Tensor<3> {
+        kernels::linear(&self.qkv, self.norm.forward(x))
+    }
+
+    /// The attention within each window of `qkv` [windows, N, heads * 3 * key_dim].
+    fn attend(&self, qkv: Tensor<3>) -> Tensor<3> {
         let scale = (self.key_dim as f32).powf(-0.5);
-        let attended = attention::attend(qkv, self.num_heads, scale, self.ab.val());
+        attention::attend(qkv, self.num_heads, scale, self.ab.val())
+    }
+
+    fn project(&self, attended: Tensor<3>) -> Tensor<3> {
         kernels::linear(&self.proj, attended)
     }
 }
@@ -219,13 +227,24 @@ impl TinyViTBlock {
 
     /// x: [B, L, C] tokens of a resolution x resolution grid.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, _, c] = x.dims();
         let (r, ws) = (self.resolution, self.window_size);
-        let x = if r == ws {
-            x.clone() + self.attn.forward(x)
+        let qkv = self.attn.qkv(x.clone());
+        let attended = if r == ws {
+            self.attn.attend(qkv)
         } else {
-            let attended = self.attn.forward(windows::partition(x.clone(), r, ws));
-            windows::add_merged(x, attended, r, ws)
+            // Upstream pads the tokens with zeros before the attention's LayerNorm and qkv
+            // layer, so each padding token's keys and values are the qkv layer's on LayerNorm's
+            // bias, and real tokens attend to them. The same values come from taking the qkv
+            // layer on the real tokens and on one zero token: no work on padding (a fifth of the
+            // tokens in the last two stages), and none on its outputs, which upstream drops.
+            let pad = self.attn.qkv(Tensor::zeros([1, 1, c], &x.device()));
+            let width = pad.dims()[2];
+            let pad = pad.reshape([width]);
+            let windows = self.attn.attend(windows::partition(qkv, r, ws, pad));
+            windows::merge(windows, b, r, ws)
         };
+        let x = x + self.attn.project(attended);
         let x = depthwise_tokens(&self.local_conv, x, r);
         x.clone() + self.mlp.forward(self.norm.forward(x))
     }

@@ -1,49 +1,60 @@
-//! TinyViT's attention windows: a [B, R R, C] token grid cut into ws x ws windows, zero-padded to
-//! a whole number of them ([B n n, ws ws, C]), and the attention's windows put back onto the
-//! residual. burn's CPU backend runs each as a pad, a 6-D permute and a reshape (and a slice and
-//! an add on the way back), copying through its generic tiled copy: about 6% of a LiteMedSAM pass
-//! in wasm. Here each is one pass that moves whole window rows (ws tokens of C values are
-//! contiguous on both sides). Other devices, and tensors that carry gradients, keep burn's ops.
+//! TinyViT's attention windows: a [B, R R, C] token grid cut into ws x ws windows, padded to a
+//! whole number of them ([B n n, ws ws, C]), and the attention's windows put back. burn's CPU
+//! backend runs each as a pad, a 6-D permute and a reshape (and a slice on the way back),
+//! copying through its generic tiled copy: with the transposes around `local_conv`, about 6% of a
+//! LiteMedSAM pass in wasm. Here each is one pass that moves whole window rows (ws tokens of C
+//! values are contiguous on both sides). Other devices, and tensors that carry gradients, keep
+//! burn's ops.
 
-use burn::tensor::ops::PadMode;
 use burn::tensor::{Tensor, TensorData};
 
 use super::kernels::{self, f32s, values};
 
-/// [B, R R, C] -> [B n n, ws ws, C], n = ceil(R / ws), the padding zeros.
-pub fn partition(x: Tensor<3>, r: usize, ws: usize) -> Tensor<3> {
+/// [B, R R, C] -> [B n n, ws ws, C], n = ceil(R / ws), every padding token `pad` ([C]).
+pub fn partition(x: Tensor<3>, r: usize, ws: usize, pad: Tensor<1>) -> Tensor<3> {
     let [b, l, c] = x.dims();
     assert_eq!(l, r * r, "a square grid of tokens");
+    assert_eq!(pad.dims(), [c], "one padding token");
     let n = r.div_ceil(ws);
-    if !kernels::on_flex(&x) {
-        let pad = n * ws - r;
-        let grid = x.reshape([b, r, r, c]);
-        let grid = if pad > 0 {
-            grid.pad([(0, 0), (0, pad), (0, pad), (0, 0)], PadMode::Constant(0.0))
-        } else {
-            grid
-        };
+    let p = n * ws;
+    if !kernels::on_flex(&x) || !kernels::on_flex(&pad) {
+        let mut grid = x.reshape([b, r, r, c]);
+        if p > r {
+            let pad = pad.reshape([1, 1, 1, c]);
+            let right = pad.clone().expand([b, r, p - r, c]);
+            grid = Tensor::cat(vec![grid, right], 2);
+            let below = pad.expand([b, p - r, p, c]);
+            grid = Tensor::cat(vec![grid, below], 1);
+        }
         return grid
             .reshape([b, n, ws, n, ws, c])
             .swap_dims(2, 3)
             .reshape([b * n * n, ws * ws, c]);
     }
     let device = x.device();
-    let src = values(&x);
-    let src = f32s(&src);
+    let (src, pad) = (values(&x), values(&pad));
+    let (src, pad) = (f32s(&src), f32s(&pad));
     let mut out = vec![0.0; b * n * n * ws * ws * c];
+    for (i, window) in out.chunks_exact_mut(ws * ws * c).enumerate() {
+        let (wy, wx) = (i / n % n, i % n);
+        let (rows, cols) = (ws.min(r - wy * ws), ws.min(r - wx * ws));
+        for (t, token) in window.chunks_exact_mut(c).enumerate() {
+            if t / ws >= rows || t % ws >= cols {
+                token.copy_from_slice(pad);
+            }
+        }
+    }
     for_window_rows(b, r, ws, c, |token, at, len| {
         out[at..at + len].copy_from_slice(&src[token..token + len]);
     });
     Tensor::from_data(TensorData::new(out, [b * n * n, ws * ws, c]), &device)
 }
 
-/// `x + merge(windows)`: the windows of [`partition`] put back in place, their padding dropped,
-/// added onto `x` ([B, R R, C]).
-pub fn add_merged(x: Tensor<3>, windows: Tensor<3>, r: usize, ws: usize) -> Tensor<3> {
-    let [b, l, c] = x.dims();
+/// The windows of [`partition`] put back in place as [B, R R, C], their padding dropped.
+pub fn merge(windows: Tensor<3>, b: usize, r: usize, ws: usize) -> Tensor<3> {
+    let [_, _, c] = windows.dims();
     let n = r.div_ceil(ws);
-    if !kernels::on_flex(&x) || !kernels::on_flex(&windows) {
+    if !kernels::on_flex(&windows) {
         let p = n * ws;
         let grid = windows
             .reshape([b, n, n, ws, ws, c])
@@ -54,22 +65,16 @@ pub fn add_merged(x: Tensor<3>, windows: Tensor<3>, r: usize, ws: usize) -> Tens
         } else {
             grid
         };
-        return x + grid.reshape([b, l, c]);
+        return grid.reshape([b, r * r, c]);
     }
-    let device = x.device();
+    let device = windows.device();
     let windows = values(&windows);
     let windows = f32s(&windows);
-    let mut data = x.into_data();
-    let out = data.as_mut_slice::<f32>().expect("an f32 tensor's data");
+    let mut out = vec![0.0; b * r * r * c];
     for_window_rows(b, r, ws, c, |token, at, len| {
-        for (o, w) in out[token..token + len]
-            .iter_mut()
-            .zip(&windows[at..at + len])
-        {
-            *o += w;
-        }
+        out[token..token + len].copy_from_slice(&windows[at..at + len]);
     });
-    Tensor::from_data(data, &device)
+    Tensor::from_data(TensorData::new(out, [b, r * r, c]), &device)
 }
 
 /// `f(grid offset, window offset, values)` for every run of a window row that lies inside the
@@ -119,14 +124,18 @@ mod tests {
         // Padded (10 into windows of 7) and whole (14 into 7), two images.
         for (r, ws) in [(10, 7), (14, 7)] {
             let x = Tensor::<3>::random([2, r * r, 5], Distribution::Default, &device);
-            let attended = Tensor::<3>::random([2, r * r, 5], Distribution::Default, &device);
-            let windows = partition(attended.clone(), r, ws);
+            let pad = Tensor::<1>::random([5], Distribution::Default, &device);
+            let windows = partition(x.clone(), r, ws, pad.clone());
             // Tracked tensors take burn's ops, the reference here.
-            let reference = partition(attended.clone().to_device(&autodiff), r, ws);
-            close(windows.clone(), reference.clone().to_device(&device));
-            let merged = add_merged(x.clone(), windows, r, ws);
-            let reference = add_merged(x.to_device(&autodiff), reference, r, ws);
-            close(merged.clone(), reference.to_device(&device));
+            let tracked = partition(
+                x.clone().to_device(&autodiff),
+                r,
+                ws,
+                pad.to_device(&autodiff),
+            );
+            close(windows.clone(), tracked.clone().to_device(&device));
+            close(merge(windows, 2, r, ws), x.clone());
+            close(merge(tracked, 2, r, ws).to_device(&device), x);
         }
     }
 }
