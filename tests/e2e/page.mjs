@@ -373,9 +373,15 @@ await check("a model that fails to load while the page waits is loaded again by 
   try {
     const p = await ctx.newPage();
     await p.goto(origin + "/");
-    await p.getByTestId("volume-input").setInputFiles(volumePath);
-    for (let i = 0; i < 600 && asked < 1; i++) await p.waitForTimeout(100);
+    for (let i = 0; i < 1800 && asked < 1; i++) await p.waitForTimeout(100);
     if (asked < 1) throw new Error("the page never asked for the model while it waited");
+    // The model is asked for once the backend is chosen; the volume, dropped after that, takes
+    // a cold page a while longer to show with its Segment button.
+    await p.getByTestId("volume-input").setInputFiles(volumePath);
+    await p.waitForFunction(() => {
+      const e = document.querySelector('[data-testid="status"]');
+      return e.dataset.state === "error" || /loaded/.test(e.textContent);
+    }, null, { timeout: 180000 });
     const quiet = await p.getByTestId("status").getAttribute("data-state");
     if (quiet === "error") throw new Error("the failed preload showed an error before anyone asked");
     await p.getByTestId("segment").click();
