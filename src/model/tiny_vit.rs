@@ -236,8 +236,9 @@ impl TinyViTBlock {
             // Upstream pads the tokens with zeros before the attention's LayerNorm and qkv
             // layer, so each padding token's keys and values are the qkv layer's on LayerNorm's
             // bias, and real tokens attend to them. The same values come from taking the qkv
-            // layer on the real tokens and on one zero token: no work on padding (a fifth of the
-            // tokens in the last two stages), and none on its outputs, which upstream drops.
+            // layer on the real tokens and on one zero token: no work on padding (a fifth more
+            // tokens than real ones in the last two stages), nor on its outputs, which upstream
+            // drops.
             let pad = self.attn.qkv(Tensor::zeros([1, 1, c], &x.device()));
             let width = pad.dims()[2];
             let pad = pad.reshape([width]);
