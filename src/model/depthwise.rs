@@ -13,7 +13,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::kernels::{self, f32s, per_block, values};
 
 /// Whether `conv` is a depthwise 3x3 convolution with padding 1 that the kernels here run.
-fn fits(conv: &Conv2d, channels: usize, strides: &[usize]) -> bool {
+pub(crate) fn fits(conv: &Conv2d, channels: usize, strides: &[usize]) -> bool {
     let [out, per_group, ..] = conv.weight.dims();
     conv.kernel_size == [3, 3]
         && conv.groups == channels
@@ -73,36 +73,8 @@ fn plane_conv(
                     None => &zeros,
                 },
             );
-        if s == 1 && w >= 3 {
-            // Inside the row every tap reads the plane: all nine sums in one pass (the
-            // compiler keeps them in vector registers), the same order as the edges'.
-            let n = w - 2;
-            let t = |dy: usize, dx: usize| &lines[dy][dx..dx + n];
-            let ([a0, a1, a2], [b0, b1, b2], [c0, c1, c2]) = (
-                [t(0, 0), t(0, 1), t(0, 2)],
-                [t(1, 0), t(1, 1), t(1, 2)],
-                [t(2, 0), t(2, 1), t(2, 2)],
-            );
-            let k = taps;
-            for (i, o) in row[1..w - 1].iter_mut().enumerate() {
-                *o = bias
-                    + k[0] * a0[i]
-                    + k[1] * a1[i]
-                    + k[2] * a2[i]
-                    + k[3] * b0[i]
-                    + k[4] * b1[i]
-                    + k[5] * b2[i]
-                    + k[6] * c0[i]
-                    + k[7] * c1[i]
-                    + k[8] * c2[i];
-            }
-            for x in [0, w - 1] {
-                row[x] = edge(&lines, taps, bias, |dx| column(x, dx));
-            }
-        } else if s == 1 {
-            for (x, o) in row.iter_mut().enumerate() {
-                *o = edge(&lines, taps, bias, |dx| column(x, dx));
-            }
+        if s == 1 {
+            row_stride1(&lines, taps, bias, row);
         } else {
             row.fill(bias);
             for (dy, line) in lines.iter().enumerate() {
@@ -119,6 +91,44 @@ fn plane_conv(
                 }
             }
         }
+    }
+}
+
+/// One output row at stride 1 from its three input rows (above, at, below; zeros outside the
+/// plane): bias plus the nine taps.
+pub(crate) fn row_stride1(lines: &[&[f32]; 3], taps: &[f32; 9], bias: f32, row: &mut [f32]) {
+    let w = row.len();
+    let column = |x: usize, dx: usize| (x + dx).checked_sub(1).filter(|&ix| ix < w);
+    if w < 3 {
+        for (x, o) in row.iter_mut().enumerate() {
+            *o = edge(lines, taps, bias, |dx| column(x, dx));
+        }
+        return;
+    }
+    // Inside the row every tap reads the plane: all nine sums in one pass (the compiler keeps
+    // them in vector registers), the same order as the edges'.
+    let n = w - 2;
+    let t = |dy: usize, dx: usize| &lines[dy][dx..dx + n];
+    let ([a0, a1, a2], [b0, b1, b2], [c0, c1, c2]) = (
+        [t(0, 0), t(0, 1), t(0, 2)],
+        [t(1, 0), t(1, 1), t(1, 2)],
+        [t(2, 0), t(2, 1), t(2, 2)],
+    );
+    let k = taps;
+    for (i, o) in row[1..w - 1].iter_mut().enumerate() {
+        *o = bias
+            + k[0] * a0[i]
+            + k[1] * a1[i]
+            + k[2] * a2[i]
+            + k[3] * b0[i]
+            + k[4] * b1[i]
+            + k[5] * b2[i]
+            + k[6] * c0[i]
+            + k[7] * c1[i]
+            + k[8] * c2[i];
+    }
+    for x in [0, w - 1] {
+        row[x] = edge(lines, taps, bias, |dx| column(x, dx));
     }
 }
 

@@ -520,7 +520,7 @@ fn gelu_vector<S: Simd>(x: Vector<S, f32>) -> Vector<S, f32> {
 
 /// GELU in place: in wasm through [`super::simd128::gelu_in_place`], elsewhere
 /// [`gelu_in_place`]; the same operations in the same order either way.
-fn gelu_slice(values: &mut [f32]) {
+pub(crate) fn gelu_slice(values: &mut [f32]) {
     #[cfg(target_arch = "wasm32")]
     super::simd128::gelu_in_place(values);
     #[cfg(not(target_arch = "wasm32"))]

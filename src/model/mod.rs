@@ -11,6 +11,7 @@ pub mod format;
 pub mod image_encoder;
 pub mod kernels;
 pub mod mask_decoder;
+pub mod mbconv;
 pub mod prompt_encoder;
 pub mod sam;
 mod shuffle;

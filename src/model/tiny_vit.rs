@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{MlpBlock, Neck, conv, layer_norm};
 use super::depthwise::{depthwise, depthwise_tokens};
 use super::kernels::{self, gelu};
+use super::mbconv::MBConv;
 use super::weights::{HostTensor, Weights, conv2d, linear};
 use super::{attention, windows};
 use crate::error::{Error, Result};
@@ -53,30 +54,6 @@ impl TinyViTConfig {
 
     pub fn embedding_size(&self) -> usize {
         self.img_size / 4
-    }
-}
-
-#[derive(Module, Debug)]
-pub struct MBConv {
-    pub conv1: Conv2d,
-    pub conv2: Conv2d,
-    pub conv3: Conv2d,
-}
-
-impl MBConv {
-    fn load(w: &Weights, p: &str, hidden: usize, device: &Device) -> Result<Self> {
-        Ok(Self {
-            conv1: conv2d(w, &format!("{p}.conv1"), 1, 0, 1, device)?,
-            conv2: conv2d(w, &format!("{p}.conv2"), 1, 1, hidden, device)?,
-            conv3: conv2d(w, &format!("{p}.conv3"), 1, 0, 1, device)?,
-        })
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let shortcut = x.clone();
-        let x = gelu(conv(&self.conv1, x));
-        let x = gelu(depthwise(&self.conv2, x));
-        gelu(conv(&self.conv3, x) + shortcut)
     }
 }
 
