@@ -8,12 +8,13 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::attention::{self, Queries};
 use super::common::{MlpBlock, Neck, conv, layer_norm};
 use super::depthwise::{depthwise, depthwise_tokens};
 use super::kernels::{self, gelu};
 use super::mbconv::MBConv;
 use super::weights::{HostTensor, Weights, conv2d, linear};
-use super::{attention, windows};
+use super::windows;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,9 +123,9 @@ impl Attention {
     }
 
     /// The attention within each window of `qkv` [windows, N, heads * 3 * key_dim].
-    fn attend(&self, qkv: Tensor<3>) -> Tensor<3> {
+    fn attend(&self, qkv: Tensor<3>, queries: Queries) -> Tensor<3> {
         let scale = (self.key_dim as f32).powf(-0.5);
-        attention::attend(qkv, self.num_heads, scale, self.ab.val())
+        attention::attend(qkv, self.num_heads, scale, self.ab.val(), queries)
     }
 
     fn project(&self, attended: Tensor<3>) -> Tensor<3> {
@@ -208,18 +209,25 @@ impl TinyViTBlock {
         let (r, ws) = (self.resolution, self.window_size);
         let qkv = self.attn.qkv(x.clone());
         let attended = if r == ws {
-            self.attn.attend(qkv)
+            self.attn.attend(qkv, Queries::All)
         } else {
             // Upstream pads the tokens with zeros before the attention's LayerNorm and qkv
             // layer, so each padding token's keys and values are the qkv layer's on LayerNorm's
             // bias, and real tokens attend to them. The same values come from taking the qkv
-            // layer on the real tokens and on one zero token: no work on padding (a fifth more
-            // tokens than real ones in the last two stages), nor on its outputs, which upstream
-            // drops.
+            // layer on the real tokens and on one zero token: no qkv work on padding (a fifth
+            // more tokens than real ones in the last two stages). Upstream drops the padding's
+            // outputs, so the bottom windows' padding rows are not queried, and `merge` drops
+            // the rest before the projection.
             let pad = self.attn.qkv(Tensor::zeros([1, 1, c], &x.device()));
             let width = pad.dims()[2];
             let pad = pad.reshape([width]);
-            let windows = self.attn.attend(windows::partition(qkv, r, ws, pad));
+            let queries = Queries::AboveGridEnd {
+                resolution: r,
+                window: ws,
+            };
+            let windows = self
+                .attn
+                .attend(windows::partition(qkv, r, ws, pad), queries);
             windows::merge(windows, b, r, ws)
         };
         let x = x + self.attn.project(attended);
