@@ -61,11 +61,8 @@ fn plane_conv(
 ) {
     // Rows above and below the plane read as zeros.
     let zeros = vec![0.0; w];
-    // Tap x's input column at output x, if inside the plane.
-    let column = |x: usize, dx: usize| (s * x + dx).checked_sub(1).filter(|&ix| ix < w);
-    // One input row's three taps along x as rows of ow values, for stride 2.
-    let mut gathered = vec![0.0; 3 * ow];
-    for (y, row) in dst.chunks_exact_mut(ow).enumerate() {
+    let mut gathered = Vec::new();
+    for (y, out) in dst.chunks_exact_mut(ow).enumerate() {
         let lines: [&[f32]; 3] =
             core::array::from_fn(
                 |dy| match (s * y + dy).checked_sub(1).filter(|&iy| iy < h) {
@@ -73,22 +70,39 @@ fn plane_conv(
                     None => &zeros,
                 },
             );
-        if s == 1 {
-            row_stride1(&lines, taps, bias, row);
-        } else {
-            row.fill(bias);
-            for (dy, line) in lines.iter().enumerate() {
-                for (dx, tap) in gathered.chunks_exact_mut(ow).enumerate() {
-                    for (x, t) in tap.iter_mut().enumerate() {
-                        *t = column(x, dx).map_or(0.0, |ix| line[ix]);
-                    }
-                }
-                for (dx, tap) in gathered.chunks_exact(ow).enumerate() {
-                    let k = taps[dy * 3 + dx];
-                    for (o, v) in row.iter_mut().zip(tap) {
-                        *o += k * v;
-                    }
-                }
+        row(&lines, taps, bias, s, out, &mut gathered);
+    }
+}
+
+/// One output row at stride `s` (1 or 2) from its three input rows (above, at, below; zeros
+/// outside the plane): bias plus the nine taps. `gathered` is scratch for stride 2.
+pub(crate) fn row(
+    lines: &[&[f32]; 3],
+    taps: &[f32; 9],
+    bias: f32,
+    s: usize,
+    out: &mut [f32],
+    gathered: &mut Vec<f32>,
+) {
+    if s == 1 {
+        return row_stride1(lines, taps, bias, out);
+    }
+    let (w, ow) = (lines[0].len(), out.len());
+    // Tap x's input column at output x, if inside the plane.
+    let column = |x: usize, dx: usize| (s * x + dx).checked_sub(1).filter(|&ix| ix < w);
+    // One input row's three taps along x as rows of ow values.
+    gathered.resize(3 * ow, 0.0);
+    out.fill(bias);
+    for (dy, line) in lines.iter().enumerate() {
+        for (dx, tap) in gathered.chunks_exact_mut(ow).enumerate() {
+            for (x, t) in tap.iter_mut().enumerate() {
+                *t = column(x, dx).map_or(0.0, |ix| line[ix]);
+            }
+        }
+        for (dx, tap) in gathered.chunks_exact(ow).enumerate() {
+            let k = taps[dy * 3 + dx];
+            for (o, v) in out.iter_mut().zip(tap) {
+                *o += k * v;
             }
         }
     }
@@ -96,7 +110,7 @@ fn plane_conv(
 
 /// One output row at stride 1 from its three input rows (above, at, below; zeros outside the
 /// plane): bias plus the nine taps.
-pub(crate) fn row_stride1(lines: &[&[f32]; 3], taps: &[f32; 9], bias: f32, row: &mut [f32]) {
+fn row_stride1(lines: &[&[f32]; 3], taps: &[f32; 9], bias: f32, row: &mut [f32]) {
     let w = row.len();
     let column = |x: usize, dx: usize| (x + dx).checked_sub(1).filter(|&ix| ix < w);
     if w < 3 {

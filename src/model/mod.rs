@@ -3,6 +3,7 @@
 //! ([`checkpoint`]) and the converted files the page downloads ([`format`]).
 
 pub mod attention;
+pub mod banded;
 pub mod checkpoint;
 pub mod common;
 pub mod conv3x3;
@@ -11,7 +12,6 @@ pub mod format;
 pub mod image_encoder;
 pub mod kernels;
 pub mod mask_decoder;
-pub mod mbconv;
 pub mod prompt_encoder;
 pub mod sam;
 mod shuffle;

@@ -9,10 +9,10 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::attention::{self, Queries};
+use super::banded::{self, Tail};
 use super::common::{MlpBlock, Neck, conv, layer_norm};
 use super::depthwise::{depthwise, depthwise_tokens};
 use super::kernels::{self, gelu};
-use super::mbconv::MBConv;
 use super::weights::{HostTensor, Weights, conv2d, linear};
 use super::windows;
 use crate::error::{Error, Result};
@@ -59,6 +59,34 @@ impl TinyViTConfig {
 }
 
 #[derive(Module, Debug)]
+pub struct MBConv {
+    pub conv1: Conv2d,
+    pub conv2: Conv2d,
+    pub conv3: Conv2d,
+}
+
+impl MBConv {
+    fn load(w: &Weights, p: &str, hidden: usize, device: &Device) -> Result<Self> {
+        Ok(Self {
+            conv1: conv2d(w, &format!("{p}.conv1"), 1, 0, 1, device)?,
+            conv2: conv2d(w, &format!("{p}.conv2"), 1, 1, hidden, device)?,
+            conv3: conv2d(w, &format!("{p}.conv3"), 1, 0, 1, device)?,
+        })
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let convs = [&self.conv1, &self.conv2, &self.conv3];
+        if let Some(y) = banded::forward(convs, &x, Tail::ResidualGelu) {
+            return y;
+        }
+        let shortcut = x.clone();
+        let x = gelu(conv(&self.conv1, x));
+        let x = gelu(depthwise(&self.conv2, x));
+        gelu(conv(&self.conv3, x) + shortcut)
+    }
+}
+
+#[derive(Module, Debug)]
 pub struct PatchMerging {
     pub conv1: Conv2d,
     pub conv2: Conv2d,
@@ -81,6 +109,10 @@ impl PatchMerging {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let convs = [&self.conv1, &self.conv2, &self.conv3];
+        if let Some(y) = banded::forward(convs, &x, Tail::None) {
+            return y;
+        }
         let x = gelu(conv(&self.conv1, x));
         let x = gelu(depthwise(&self.conv2, x));
         conv(&self.conv3, x)
