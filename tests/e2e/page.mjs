@@ -324,6 +324,12 @@ await check("a worker lost mid-Segment is replaced and every slice still gets it
   console.log(`     ${text}`);
 });
 await check("a second look zooms onto small structures, encodes the zoomed slices and labels the volume", async () => {
+  // The shipped head, not the one taught above for one epoch (validation Dice 0), whose labels
+  // after a zoom were there or not by chance (the full suite once failed here, the e2e alone
+  // passed on the same build).
+  await pending();
+  await page.locator("#import-head").setInputFiles(resolve(dist, "heads/cardiac.safetensors"));
+  await waitState("done");
   // The phantom's heart fills its grid as training hearts did, so the test asks for the zoom
   // that a wider field of view gets from the first pass.
   await page.evaluate(async () => {
