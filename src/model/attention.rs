@@ -7,7 +7,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::kernels::{self, f32s, gemm_add, softmax_rows, values};
+use super::kernels::{self, Disjoint, f32s, gemm_add, softmax_rows, values};
 
 /// Which query rows of each window the attention computes.
 #[derive(Debug, Clone, Copy)]
@@ -72,7 +72,8 @@ pub fn attend(
         queries,
     };
     let mut out = vec![0.0f32; windows * n * heads * kd];
-    let out_ptr = Out(out.as_mut_ptr());
+    // Each task writes its own (window, head) block.
+    let out_ptr = Disjoint::new(&mut out);
     let task = |scores: &mut Vec<f32>, task: usize| {
         // SAFETY: each task index is one (window, head) pair, run once.
         unsafe { inputs.attend(task / heads, task % heads, scores, &out_ptr) };
@@ -104,17 +105,18 @@ struct Windows<'a> {
     queries: Queries,
 }
 
-/// The output's address, shared by tasks that each write their own columns.
-struct Out(*mut f32);
-// SAFETY: tasks write disjoint (window, head) blocks of the buffer, which outlives them.
-unsafe impl Sync for Out {}
-
 impl Windows<'_> {
     /// Window `window`, head `head`: its kd columns of the window's rows of `out`.
     ///
     /// # Safety
     /// No other task may write window `window`, head `head` of `out` meanwhile.
-    unsafe fn attend(&self, window: usize, head: usize, scores: &mut Vec<f32>, out: &Out) {
+    unsafe fn attend(
+        &self,
+        window: usize,
+        head: usize,
+        scores: &mut Vec<f32>,
+        out: &Disjoint<f32>,
+    ) {
         let Self { n, heads, kd, .. } = *self;
         let m = self.queries.count(window, n);
         let row = heads * 3 * kd;
@@ -138,7 +140,7 @@ impl Windows<'_> {
             );
         }
         softmax_rows(scores, head * n, [heads, n, n], self.scale, self.bias);
-        let dst = out.0.wrapping_add(window * n * heads * kd + head * kd);
+        let dst = out.at(window * n * heads * kd + head * kd);
         // SAFETY: dst rows are the window's output rows (heads * kd apart), this head's kd
         // columns.
         unsafe {

@@ -11,7 +11,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{Tensor, TensorData};
 
 use super::depthwise;
-use super::kernels::{self, f32s, gelu_slice, gemm_add, values};
+use super::kernels::{self, Disjoint, f32s, gelu_slice, gemm_add, values};
 
 /// Output rows per band: at stride 1 the expanded activations of a band and its two halo rows
 /// (256 channels of 256 pixels: 1.5 MiB) stay in the cache, and each product still spans 1024
@@ -101,7 +101,8 @@ fn forward_from(
         Tail::ResidualGelu => src.to_vec(),
         Tail::None => vec![0.0; b * out * oh * ow],
     };
-    let dst = Rows(output.as_mut_ptr());
+    // Each task writes its own rows of every channel plane.
+    let dst = Disjoint::new(&mut output);
     let tasks = tasks(b, oh);
     let run = |&(image, rows): &(usize, [usize; 2])| {
         let image_src = &src[image * c * h * w..(image + 1) * c * h * w];
@@ -150,17 +151,6 @@ fn tasks(b: usize, oh: usize) -> Vec<(usize, [usize; 2])> {
                 .map(move |y| (image, [y, (y + rows).min(oh)]))
         })
         .collect()
-}
-
-/// The output's address, shared by tasks that each write their own rows.
-struct Rows(*mut f32);
-// SAFETY: tasks write disjoint rows of every channel plane of the buffer, which outlives them.
-unsafe impl Sync for Rows {}
-
-impl Rows {
-    fn at(&self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
 }
 
 /// Channels (in, expanded, out), input side, stride and output side.

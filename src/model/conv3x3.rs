@@ -22,7 +22,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::kernels::{self, f32s};
+use super::kernels::{self, Disjoint, f32s};
 
 /// Output values per band (whole rows, at least one): the band's im2col ([9 C, BAND], at most
 /// 2.4 MB for the neck's 256 channels) stays in the core's cache between its writing and gemm's
@@ -211,12 +211,6 @@ impl<const N: usize> Backward<Flex, N> for Conv3x3Backward {
     }
 }
 
-/// The output's address, shared by tasks that each write their own rows of it.
-struct Shared(*mut f32);
-// SAFETY: every task writes a disjoint region of the buffer behind the pointer, which outlives
-// the parallel loop.
-unsafe impl Sync for Shared {}
-
 thread_local! {
     /// Each thread's im2col buffer, kept between bands and calls: a fresh one per band costs
     /// page faults on every use.
@@ -284,7 +278,8 @@ fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, d: Dims) -> Vec<f32>
     assert_eq!(x.len(), d.batch * d.cin * d.plane(), "conv3x3 input");
     assert_eq!(weight.len(), d.cout * d.cin * 9, "conv3x3 kernel");
     let mut out = vec![0.0f32; d.batch * d.cout * d.plane()];
-    let shared = Shared(out.as_mut_ptr());
+    // Each task writes its own rows.
+    let shared = Disjoint::new(&mut out);
     let shared = &shared;
     for_bands(d, |(b, y0, rows), cols| {
         let image = &x[b * d.cin * d.plane()..][..d.cin * d.plane()];
@@ -293,7 +288,7 @@ fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, d: Dims) -> Vec<f32>
         // SAFETY: rows of `len` values from (b, o, y0) with row stride H W lie inside the
         // B Cout H W output, and no other band writes them.
         unsafe {
-            let dst = shared.0.add(b * d.cout * d.plane() + y0 * d.w);
+            let dst = shared.at(b * d.cout * d.plane() + y0 * d.w);
             if let Some(bias) = bias {
                 for (o, &v) in bias.iter().enumerate() {
                     std::slice::from_raw_parts_mut(dst.add(o * d.plane()), len).fill(v);

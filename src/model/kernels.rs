@@ -236,6 +236,25 @@ fn product_output(len: usize, write: impl FnOnce(&mut [MaybeUninit<f32>])) -> Ve
     out
 }
 
+/// A buffer's address, shared by parallel tasks that each write their own disjoint part of it
+/// (rows of a band, a window's head, a block of columns).
+pub(crate) struct Disjoint<T>(*mut T);
+
+// SAFETY: the tasks that hold it write disjoint parts of a buffer that outlives them; each
+// caller states which part in its own SAFETY comment.
+unsafe impl<T> Sync for Disjoint<T> {}
+
+impl<T> Disjoint<T> {
+    pub(crate) fn new(buffer: &mut [T]) -> Self {
+        Self(buffer.as_mut_ptr())
+    }
+
+    /// The address `offset` values into the buffer.
+    pub(crate) fn at(&self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// A bias along the output's rows (one value per row) or its columns (one per column).
 enum Bias<'a> {
     PerRow(&'a [f32]),
@@ -335,12 +354,8 @@ const COLUMN_BLOCK: usize = 2048;
 fn gemm_bias_by_columns(out: &mut [MaybeUninit<f32>], product: &Product, bias: Option<Bias>) {
     use rayon::prelude::*;
     let &Product { m, n, k, lhs, rhs } = product;
-    /// The output's address, shared by tasks that each write their own columns.
-    struct Columns(*mut MaybeUninit<f32>);
-    // SAFETY: every task writes a disjoint set of columns of the buffer behind the pointer,
-    // which outlives the parallel loop.
-    unsafe impl Sync for Columns {}
-    let columns = Columns(out.as_mut_ptr());
+    // Each task writes its own block of columns.
+    let columns = Disjoint::new(out);
     let columns = &columns;
     (0..n.div_ceil(COLUMN_BLOCK)).into_par_iter().for_each(|j| {
         let first = j * COLUMN_BLOCK;
@@ -348,7 +363,7 @@ fn gemm_bias_by_columns(out: &mut [MaybeUninit<f32>], product: &Product, bias: O
         // SAFETY: rows of `width` values from column `first`, with row stride n, lie inside the
         // m n output; no other task touches these columns.
         unsafe {
-            let dst = columns.0.add(first);
+            let dst = columns.at(first);
             for r in 0..m {
                 let row = std::slice::from_raw_parts_mut(dst.add(r * n), width);
                 fill_bias_row(row, r, first, bias.as_ref());
