@@ -28,6 +28,8 @@ pub mod metrics;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod nii;
+#[cfg(feature = "model")]
+pub mod params;
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod parity;
 pub mod phantom;

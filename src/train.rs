@@ -2,6 +2,8 @@
 //! classes, Adam, mini-batches. One step at a time (`Trainer::step` returns the loss as a
 //! tensor), so the page can read results back asynchronously between steps.
 
+use std::ops::ControlFlow;
+
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -214,7 +216,7 @@ impl<M: Segmenter> Trainer<M> {
     }
 
     /// Continues with the moments a checkpoint kept (the model must carry the same parameter
-    /// ids: `heads::store::with_param_ids`).
+    /// ids: [`crate::params::with_ids`]).
     pub fn load_optimizer(&mut self, record: OptimizerRecord) {
         let optim = std::mem::replace(&mut self.optim, AdamConfig::new().init());
         self.optim = optim.load_record(record);
@@ -341,7 +343,8 @@ pub fn fit<M: Segmenter>(
     mut progress: impl FnMut(&[Progress], &M),
 ) -> (M, Vec<Progress>) {
     fit_from(model, train, val, cfg, dense_pe, device, None, |s| {
-        progress(s.history, s.model)
+        progress(s.history, s.model);
+        ControlFlow::Continue(())
     })
 }
 
@@ -353,7 +356,8 @@ pub fn block(epoch: usize, i: usize, blocks: usize) -> usize {
 
 /// [`fit`], continuing a stopped run when `resume` is given: the same mini-batches, learning
 /// rates and optimizer state follow as if it had not stopped. Each epoch's [`Snapshot`] holds
-/// what a checkpoint needs.
+/// what a checkpoint needs; `progress` breaks to stop the run there (it returns the model as it
+/// stands, with the history so far).
 #[allow(clippy::too_many_arguments)]
 pub fn fit_from<M: Segmenter>(
     model: M,
@@ -363,7 +367,7 @@ pub fn fit_from<M: Segmenter>(
     dense_pe: &HostTensor,
     device: &Device,
     resume: Option<Resume<M>>,
-    mut progress: impl FnMut(&Snapshot<M>),
+    mut progress: impl FnMut(&Snapshot<M>) -> ControlFlow<()>,
 ) -> (M, Vec<Progress>) {
     let mut trainer = Trainer::new(model, dense_pe, cfg.lr, device);
     let plain_pe = dense_pe.to_device::<4>(&device.clone().inner());
@@ -412,7 +416,7 @@ pub fn fit_from<M: Segmenter>(
                 val_dice,
                 best: improved,
             });
-            progress(&Snapshot {
+            let flow = progress(&Snapshot {
                 history: &history,
                 model: trainer.model(),
                 step: step + 1,
@@ -420,6 +424,9 @@ pub fn fit_from<M: Segmenter>(
                 trainer: &trainer,
             });
             losses.clear();
+            if flow.is_break() {
+                return (trainer.into_model(), history);
+            }
         }
     }
     let model = match best {

@@ -103,3 +103,67 @@ fn quick_experiment_runs_every_method_and_writes_its_outputs() {
     );
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// A part stopped as asked leaves its run's checkpoint and no row; `--resume` goes on from the
+/// checkpoint, writes the row and removes the folder, and the row is the one a run that never
+/// stopped writes.
+#[test]
+fn a_run_stopped_part_way_goes_on_from_its_checkpoint() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("../shared/data/acdc");
+    let weights = root.join("weights/lite_medsam.pth");
+    if !data.join("patient002_frame01_gt.nii.gz").exists() || !weights.exists() {
+        common::skip_without("../shared/data/acdc or weights/lite_medsam.pth");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("autosam-stopped-{}", std::process::id()));
+    let experiment = |dir: &str, extra: &[&str]| {
+        let run = Command::new(env!("CARGO_BIN_EXE_autosam"))
+            .current_dir(root)
+            .args(["experiment", "--quick", "--methods", "cnn", "--steps", "12"])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out.join(dir))
+            .arg("--checkpoints")
+            .arg(out.join(dir).join("runs"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(run.status.success(), "{log}");
+        let csv = std::fs::read_to_string(out.join(dir).join("experiment.csv")).unwrap();
+        (log, csv)
+    };
+    // Dice (rv, myo, lv, mean) and the first and last epoch's loss: after 12 steps the Dice
+    // may be 0 either way, the losses tell runs apart.
+    let row = |csv: &str| -> Option<Vec<Option<f64>>> {
+        let line = csv.lines().find(|l| l.starts_with("CNN head,"))?;
+        let cells: Vec<&str> = line.split(',').collect();
+        let figures = cells[4..8].iter().chain(&cells[11..13]);
+        Some(figures.map(|v| v.parse().ok()).collect())
+    };
+    let folder = out.join("parts/runs/experiment/cnn-k1-d0");
+
+    let (log, csv) = experiment("parts", &["--stop-after-minutes", "0"]);
+    assert!(log.contains("stopped as asked after"), "{log}");
+    assert!(row(&csv).is_none(), "{csv}");
+    assert!(folder.join("state.json").exists(), "{log}");
+
+    let (log, csv) = experiment("parts", &["--resume"]);
+    assert!(log.contains("continuing from"), "{log}");
+    assert!(!folder.exists(), "the checkpoint outlived its row");
+    let resumed = row(&csv).unwrap_or_else(|| panic!("no row after resuming:\n{csv}"));
+
+    let (_, csv) = experiment("whole", &[]);
+    let whole = row(&csv).unwrap();
+    assert!(whole[5].is_some(), "no last loss: {csv}");
+    for (a, b) in resumed.iter().zip(&whole) {
+        let close = match (a, b) {
+            (Some(a), Some(b)) => (a - b).abs() < 1e-5,
+            (a, b) => a == b,
+        };
+        assert!(close, "resumed {resumed:?}, whole {whole:?}");
+    }
+    std::fs::remove_dir_all(&out).ok();
+}

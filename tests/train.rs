@@ -6,10 +6,13 @@ use autosam::heads::store::{self, ClassInfo, HeadInfo};
 use autosam::heads::{CnnHead, Head, HeadKind};
 use autosam::loss::loss;
 use autosam::model::{HostTensor, Weights};
+use autosam::params;
 use autosam::train::{
     Progress, Resume, Sample, Schedule, TrainConfig, Trainer, fit, fit_from, mean_dice, one_hot,
     shuffle,
 };
+use std::ops::ControlFlow;
+
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 
@@ -172,15 +175,16 @@ fn a_run_resumed_from_its_checkpoint_continues_as_if_it_had_not_stopped() {
             let bytes = store::save(s.model, &info, Precision::F32).unwrap();
             kept = Some((
                 bytes,
-                store::param_ids(s.model),
-                [s.optimizer(), s.optimizer()],
+                params::ids(s.model),
+                [s.optimizer(), s.optimizer(), s.optimizer()],
                 s.step,
                 s.history.to_vec(),
                 s.best_val,
             ));
         }
+        ControlFlow::Continue(())
     });
-    let (bytes, ids, [optimizer, again], step, history, best_val) = kept.unwrap();
+    let (bytes, ids, [optimizer, again, third], step, history, best_val) = kept.unwrap();
     let load = || {
         let (head, _) = store::load(&bytes, &Weights::default(), "toy", &device).unwrap();
         head.set_require_grad(true)
@@ -195,7 +199,7 @@ fn a_run_resumed_from_its_checkpoint_continues_as_if_it_had_not_stopped() {
     let figures = |h: &[Progress]| -> Vec<(f64, Option<f64>)> {
         h.iter().map(|p| (p.loss, p.val_dice)).collect()
     };
-    let head = store::with_param_ids(load(), &ids);
+    let head = params::with_ids(load(), &ids);
     let (_, resumed) = fit_from(
         head,
         &train,
@@ -204,7 +208,7 @@ fn a_run_resumed_from_its_checkpoint_continues_as_if_it_had_not_stopped() {
         &pe,
         &device,
         Some(resume(optimizer)),
-        |_| {},
+        |_| ControlFlow::Continue(()),
     );
     eprintln!(
         "uninterrupted {:?}\nresumed       {:?}",
@@ -221,9 +225,27 @@ fn a_run_resumed_from_its_checkpoint_continues_as_if_it_had_not_stopped() {
         &pe,
         &device,
         Some(resume(again)),
-        |_| {},
+        |_| ControlFlow::Continue(()),
     );
     assert_ne!(figures(&lost)[2..], figures(&full)[2..]);
+    // A run asked to stop after its second epoch ends there, where the checkpoint was taken.
+    let (_, stopped) = fit_from(
+        params::with_ids(load(), &ids),
+        &train,
+        &val,
+        &cfg,
+        &pe,
+        &device,
+        Some(resume(third)),
+        |s| {
+            if s.history.len() == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    );
+    assert_eq!(figures(&stopped), figures(&full)[..3]);
 }
 
 /// With views, each epoch shows every slice from one block: identical views train as no views

@@ -2,7 +2,7 @@
 //! label-efficiency study (`autosam::study`).
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use autosam::error::Result;
 use autosam::study::data::at;
@@ -74,6 +74,14 @@ pub struct Experiment {
     weights: PathBuf,
     #[arg(long, default_value = "weights/embeddings")]
     cache: PathBuf,
+    /// Where runs in progress keep their checkpoints (CHECKPOINTS/NAME/method-kK-dDRAW): with
+    /// --resume a stopped run goes on from its last one (written every 5 minutes).
+    #[arg(long, default_value = "weights/runs")]
+    checkpoints: PathBuf,
+    /// Stop after this many minutes: the run in progress writes its checkpoint at its next
+    /// epoch's end and the command ends (a part that must finish before the machine is gone).
+    #[arg(long)]
+    stop_after_minutes: Option<f64>,
 }
 
 impl Experiment {
@@ -93,6 +101,12 @@ impl Experiment {
         }
         plan.select(&self.ks, &self.methods);
         let args = ExperimentArgs {
+            checkpoints: self.checkpoints.join(&self.name),
+            // Beyond what a clock holds means never.
+            stop_at: self
+                .stop_after_minutes
+                .and_then(|m| Duration::try_from_secs_f64(m.max(0.0) * 60.0).ok())
+                .and_then(|d| started.checked_add(d)),
             data: self.data,
             out: self.out,
             plan,

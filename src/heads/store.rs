@@ -3,16 +3,14 @@
 //! the metadata. Parameters are named by their module path, walked generically, so a new head
 //! type needs no code here.
 
-use std::collections::BTreeMap;
-
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::{Head, HeadKind};
 use crate::container::{self, Precision};
 use crate::error::{Error, Result};
-use crate::model::{HostTensor, Weights};
+use crate::model::Weights;
+use crate::params;
 
 pub const HEAD_FORMAT: &str = "autosam-head/1";
 
@@ -64,158 +62,14 @@ pub fn cardiac_classes() -> Vec<ClassInfo> {
         .collect()
 }
 
-#[derive(Default)]
-struct Collect {
-    path: Vec<String>,
-    out: Vec<(String, Vec<usize>, Tensor<1>)>,
-}
-
-impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        let shape = t.dims().to_vec();
-        let n: usize = shape.iter().product();
-        self.out.push((self.path.join("."), shape, t.reshape([n])));
-    }
-}
-
-struct Assign<'a> {
-    path: Vec<String>,
-    from: &'a Weights,
-    errors: Vec<String>,
-}
-
-impl ModuleMapper for Assign<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.path.join(".");
-        let current = param.val();
-        let dims = current.dims();
-        match self.from.get_shaped(&name, &dims) {
-            Ok(t) => {
-                let device = current.device();
-                param.map(|_| {
-                    Tensor::from_data(TensorData::new(t.data.clone(), t.shape.clone()), &device)
-                })
-            }
-            Err(e) => {
-                self.errors.push(e.to_string());
-                param
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct Ids {
-    path: Vec<String>,
-    ids: BTreeMap<String, u64>,
-}
-
-impl ModuleVisitor for Ids {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.ids.insert(self.path.join("."), param.id.val());
-    }
-}
-
-struct SetIds<'a> {
-    path: Vec<String>,
-    ids: &'a BTreeMap<String, u64>,
-}
-
-impl ModuleMapper for SetIds<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if let Some(&id) = self.ids.get(&self.path.join(".")) {
-            param.id = ParamId::from(id);
-        }
-        param
-    }
-}
-
-/// Each parameter's id by module path: the optimizer keys its state by these ids, so a training
-/// checkpoint keeps them to give a reloaded head its old ids back ([`with_param_ids`]).
-pub fn param_ids(head: &Head) -> BTreeMap<String, u64> {
-    let mut v = Ids::default();
-    head.visit(&mut v);
-    v.ids
-}
-
-/// The head with the parameter ids of [`param_ids`] (by module path; others keep theirs).
-pub fn with_param_ids(head: Head, ids: &BTreeMap<String, u64>) -> Head {
-    head.map(&mut SetIds {
-        path: Vec::new(),
-        ids,
-    })
-}
-
-/// The head's parameters as flat tensors with their module path and shape, still on the
-/// device: the page reads them back asynchronously (a blocking read panics on WebGPU).
-pub fn params(head: &Head) -> Vec<(String, Vec<usize>, Tensor<1>)> {
-    let mut c = Collect::default();
-    head.visit(&mut c);
-    c.out
-}
-
-/// The head's parameters by module path (blocking reads: CPU backend, or native wgpu).
-pub fn to_weights(head: &Head) -> Result<Weights> {
-    let mut w = Weights::default();
-    for (name, shape, t) in params(head) {
-        let data = t
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Weights(format!("{name}: {e:?}")))?;
-        w.insert(name, HostTensor::new(shape, data));
-    }
-    Ok(w)
-}
-
 /// Puts stored parameters into a head of the same kind and shape.
 pub fn assign(head: Head, w: &Weights) -> Result<Head> {
-    let mut a = Assign {
-        path: Vec::new(),
-        from: w,
-        errors: Vec::new(),
-    };
-    let head = head.map(&mut a);
-    if let Some(first) = a.errors.first() {
-        return Err(Error::Weights(format!(
-            "the head file does not fit a {} head with these classes: {first}",
-            head.kind()
-        )));
-    }
-    Ok(head)
+    let kind = head.kind();
+    params::assign(head, w).map_err(|first| {
+        Error::Weights(format!(
+            "the head file does not fit a {kind} head with these classes: {first}"
+        ))
+    })
 }
 
 pub fn save(head: &Head, info: &HeadInfo, precision: Precision) -> Result<Vec<u8>> {
@@ -226,7 +80,7 @@ pub fn save(head: &Head, info: &HeadInfo, precision: Precision) -> Result<Vec<u8
             head.classes()
         )));
     }
-    write(&to_weights(head)?, info, precision)
+    write(&params::to_weights(head)?, info, precision)
 }
 
 /// A head file from parameters already on the host ([`params`] read back).

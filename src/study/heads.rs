@@ -1,20 +1,20 @@
 //! Training a head on cached embeddings of labelled volumes, and head files in and out.
 
-use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::OptimizerRecord;
-use serde::{Deserialize, Serialize};
 
 use super::data::{Case, at, select};
+use super::resume;
 use crate::augment::Family;
 use crate::container::Precision;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::heads::store::{self, HeadInfo, cardiac_classes};
 use crate::heads::{Head, HeadKind};
 use crate::model::{Sam, Weights};
+use crate::params;
 use crate::train::{Progress, Resume, Sample, TrainConfig, fit_from, shuffle};
 
 /// What `train` trains and where it writes.
@@ -36,32 +36,9 @@ pub struct TrainArgs {
     pub checkpoint: Option<PathBuf>,
 }
 
-/// What a checkpoint folder holds besides the head and the optimizer state.
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
-    /// What the run is (data, head, budget, seed): a checkpoint only continues the same run.
-    run: serde_json::Value,
-    step: usize,
-    history: Vec<Progress>,
-    best_val: Option<f64>,
-    /// The head's parameter ids by module path, which the optimizer state is keyed by.
-    param_ids: BTreeMap<String, u64>,
-}
-
-const CHECKPOINT_HEAD: &str = "head.safetensors";
-const CHECKPOINT_OPTIMIZER: &str = "optimizer.bpk";
-const CHECKPOINT_STATE: &str = "state.json";
-
 /// The epochs a checkpoint folder (`TrainArgs::checkpoint`) has recorded, oldest first.
 pub fn checkpoint_history(dir: &Path) -> Result<Vec<Progress>> {
-    let path = dir.join(CHECKPOINT_STATE);
-    let text = std::fs::read_to_string(&path).map_err(|e| at(&path, e))?;
-    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| at(&path, e))?;
-    Ok(state.history)
-}
-
-fn record_error(path: &Path, e: impl std::fmt::Debug) -> Error {
-    at(path, format!("{e:?}"))
+    Ok(resume::state(dir)?.history)
 }
 
 /// Trains a head on the volumes chosen, writing the best so far (by validation Dice) to `out`
@@ -145,15 +122,15 @@ pub fn train(
             run["family"] = format!("{:?}", args.family).into();
         }
     }
-    let (head, resume) = match &args.checkpoint {
-        Some(dir) if dir.join(CHECKPOINT_STATE).exists() => {
-            let (head, resume) = resume(dir, &run, sam, sam_weights, &args.out, &device)?;
+    let (head, continued) = match &args.checkpoint {
+        Some(dir) if resume::exists(dir) => {
+            let (head, from) = from_checkpoint(dir, &run, sam, sam_weights, &args.out, &device)?;
             log::info!(
                 "continuing from {} after {} steps",
                 dir.display(),
-                resume.step
+                from.step
             );
-            (head, Some(resume))
+            (head, Some(from))
         }
         _ => (head, None),
     };
@@ -180,33 +157,44 @@ pub fn train(
         std::fs::write(&args.out, bytes).map_err(|e| at(&args.out, e))
     };
     let mut checkpoint_error = None;
-    let (head, history) = fit_from(head, &all, &val, cfg, &dense_pe, &device, resume, |snap| {
-        let p = snap.history.last().expect("fit reports after an epoch");
-        on_epoch(p);
-        // The best head so far is on disk at once, so a run stopped early keeps it.
-        let saved = if p.best {
-            save(snap.model, snap.history)
-        } else {
-            Ok(())
-        };
-        let saved = saved.and_then(|()| match &args.checkpoint {
-            Some(dir) => {
-                let state = CheckpointState {
-                    run: run.clone(),
-                    step: snap.step,
-                    history: snap.history.to_vec(),
-                    best_val: snap.best_val,
-                    param_ids: store::param_ids(snap.model),
-                };
-                let head = store::save(snap.model, &info(snap.history), Precision::F32)?;
-                write_checkpoint(dir, &head, snap.optimizer(), &state)
+    let (head, history) = fit_from(
+        head,
+        &all,
+        &val,
+        cfg,
+        &dense_pe,
+        &device,
+        continued,
+        |snap| {
+            let p = snap.history.last().expect("fit reports after an epoch");
+            on_epoch(p);
+            // The best head so far is on disk at once, so a run stopped early keeps it.
+            let saved = if p.best {
+                save(snap.model, snap.history)
+            } else {
+                Ok(())
+            };
+            let saved = saved.and_then(|()| match &args.checkpoint {
+                Some(dir) => {
+                    let state = resume::State {
+                        run: run.clone(),
+                        step: snap.step,
+                        history: snap.history.to_vec(),
+                        best_val: snap.best_val,
+                        param_ids: params::ids(snap.model),
+                        seconds: None,
+                    };
+                    let head = store::save(snap.model, &info(snap.history), Precision::F32)?;
+                    resume::write(dir, &head, snap.optimizer(), &state)
+                }
+                None => Ok(()),
+            });
+            if let Err(e) = saved {
+                checkpoint_error.get_or_insert(e);
             }
-            None => Ok(()),
-        });
-        if let Err(e) = saved {
-            checkpoint_error.get_or_insert(e);
-        }
-    });
+            ControlFlow::Continue(())
+        },
+    );
     if let Some(e) = checkpoint_error {
         return Err(e);
     }
@@ -214,29 +202,9 @@ pub fn train(
     Ok((kind, history))
 }
 
-/// Writes a checkpoint folder; the state goes last (through a rename), so a run killed while
-/// writing leaves the previous checkpoint whole.
-fn write_checkpoint(
-    dir: &Path,
-    head: &[u8],
-    optimizer: OptimizerRecord,
-    state: &CheckpointState,
-) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| at(dir, e))?;
-    let path = dir.join(CHECKPOINT_HEAD);
-    std::fs::write(&path, head).map_err(|e| at(&path, e))?;
-    let path = dir.join(CHECKPOINT_OPTIMIZER);
-    optimizer.save(&path).map_err(|e| record_error(&path, e))?;
-    let path = dir.join(CHECKPOINT_STATE);
-    let tmp = path.with_extension("json.tmp");
-    let json = serde_json::to_string(state).map_err(|e| at(&tmp, e))?;
-    std::fs::write(&tmp, json).map_err(|e| at(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| at(&path, e))
-}
-
 /// The head, optimizer state and progress of the checkpoint in `dir`, refused when it is of
 /// another run; the best head so far comes from `out`, where the run wrote it.
-fn resume(
+fn from_checkpoint(
     dir: &Path,
     run: &serde_json::Value,
     sam: &Sam,
@@ -244,30 +212,18 @@ fn resume(
     out: &Path,
     device: &burn::tensor::Device,
 ) -> Result<(Head, Resume<Head>)> {
-    let path = dir.join(CHECKPOINT_STATE);
-    let text = std::fs::read_to_string(&path).map_err(|e| at(&path, e))?;
-    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| at(&path, e))?;
-    if &state.run != run {
-        return Err(at(
-            dir,
-            format!(
-                "the checkpoint is of another run ({}, this one is {run}): remove it or give \
-                 another --checkpoint",
-                state.run
-            ),
-        ));
-    }
-    let load = |path: &Path| -> Result<Head> {
-        let bytes = std::fs::read(path).map_err(|e| at(path, e))?;
-        let (head, _) = store::load(&bytes, sam_weights, &sam.config.encoder_id(), device)
+    let (state, head, optimizer) = resume::read(dir, run)?;
+    let load = |bytes: &[u8], path: &Path| -> Result<Head> {
+        let (head, _) = store::load(bytes, sam_weights, &sam.config.encoder_id(), device)
             .map_err(|e| at(path, e))?;
         Ok(head.set_require_grad(true))
     };
-    let head = store::with_param_ids(load(&dir.join(CHECKPOINT_HEAD))?, &state.param_ids);
-    let path = dir.join(CHECKPOINT_OPTIMIZER);
-    let optimizer = OptimizerRecord::load(&path).map_err(|e| record_error(&path, e))?;
+    let head = params::with_ids(load(&head, &dir.join(resume::MODEL))?, &state.param_ids);
     let best = match state.best_val {
-        Some(d) => Some((d, load(out)?)),
+        Some(d) => {
+            let bytes = std::fs::read(out).map_err(|e| at(out, e))?;
+            Some((d, load(&bytes, out)?))
+        }
         None => None,
     };
     Ok((

@@ -11,6 +11,7 @@ pub mod experiment;
 pub mod heads;
 pub mod plot;
 pub mod quantization;
+pub mod resume;
 pub mod robustness;
 pub mod score;
 

@@ -14,6 +14,7 @@ use crate::container::Precision;
 use crate::heads::Head;
 use crate::heads::store::{self, HeadInfo};
 use crate::model::{HostTensor, Sam, Weights, format};
+use crate::params;
 
 /// The most embeddings one `headLogits` call takes: Segment batches the slices already encoded,
 /// and the head's activations grow with the batch (a CNN head's are about 10 MiB a slice).
@@ -118,7 +119,7 @@ impl WebModel {
         let loaded = self.head.borrow().clone();
         future_to_promise(async move {
             let mut weights = Weights::default();
-            for (name, shape, t) in store::params(&loaded.head) {
+            for (name, shape, t) in params::tensors(&loaded.head) {
                 weights.insert(name, HostTensor::new(shape, read(t).await?));
             }
             let bytes =

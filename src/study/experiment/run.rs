@@ -1,6 +1,7 @@
 //! Running an experiment: every method of the plan at each K and draw, on the same cached
 //! embeddings, each run scored on the held-out patients and merged into the outputs as it ends.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -11,16 +12,19 @@ use super::report::{Outputs, Run, Summary, range_name, report};
 use crate::augment::Family;
 use crate::baselines::UNet;
 use crate::baselines::simclr;
+use crate::container::{self, Precision};
 use crate::error::{Error, Result};
 use crate::heads::store::cardiac_classes;
 use crate::heads::{Head, HeadKind, Segmenter};
 use crate::model::{HostTensor, Sam, Weights};
+use crate::params;
 use crate::pipeline::PreparedVolume;
 use crate::study::data::{
     Case, Pair, at, cases_of, labelled_pairs, load_cases, pairs_of, read_volume,
 };
+use crate::study::resume;
 use crate::study::score::{box_segment_volume, class_means};
-use crate::train::{Sample, TrainConfig, fit};
+use crate::train::{Resume, Sample, TrainConfig, fit_from};
 
 /// Where an experiment reads and writes, and what it runs.
 pub struct ExperimentArgs {
@@ -31,8 +35,28 @@ pub struct ExperimentArgs {
     pub cache: PathBuf,
     /// Keep the runs already in the output CSV (same step budget), skip them, and merge new
     /// runs into it as each finishes: a big run is made in parts, even by two processes at once.
+    /// A run stopped part way goes on from its checkpoint.
     pub resume: bool,
+    /// Where each run in progress keeps its checkpoint (a folder per run, removed once its row
+    /// is written), so that a run of hours survives the end of a session.
+    pub checkpoints: PathBuf,
+    /// When to stop: the run in progress writes its checkpoint at its next epoch's end and the
+    /// call returns (a part that must end before a session does).
+    pub stop_at: Option<Instant>,
 }
+
+/// How often a run in progress writes its checkpoint: a stopped run loses at most this much.
+const CHECKPOINT_EVERY_S: f64 = 300.0;
+
+/// A run's checkpoint folder, what identifies the run in it, and when to stop it.
+struct Saved {
+    dir: PathBuf,
+    run: serde_json::Value,
+    stop_at: Option<Instant>,
+}
+
+/// Model parameters in a run's checkpoint.
+const RUN_FORMAT: &str = "autosam-run/1";
 
 /// Runs the plan; returns how many runs this call made and how many the outputs now hold.
 pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(usize, usize)> {
@@ -57,7 +81,6 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
 
     let cpu = crate::backend::cpu();
     let dense_pe = sam.prompt_encoder.dense_pe();
-    let pe = dense_pe.to_device::<4>(&cpu);
     let classes = cardiac_classes().len();
     let mut runs: Vec<Run> = Vec::new();
     let outputs = Outputs::new(&args.out, &args.name, plan.budget, args.resume)?;
@@ -139,7 +162,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     };
     let simclr_s = pretrained.as_ref().map(|p| p.1);
 
-    for &(k, draws) in &plan.ks {
+    'plan: for &(k, draws) in &plan.ks {
         for (draw, chosen) in plan.draws(k, draws).into_iter().enumerate() {
             let train_cases = cases_of(&cases, &chosen);
             let emb: Vec<Sample> = train_cases
@@ -154,8 +177,35 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                 seed: draw as u64,
                 ..TrainConfig::default()
             };
+            let saved = |method: Method| -> Result<Saved> {
+                let dir = args
+                    .checkpoints
+                    .join(format!("{}-k{k}-d{draw}", method.key()));
+                // Without --resume every run starts over.
+                if !args.resume && dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| at(&dir, e))?;
+                }
+                let run = serde_json::json!({
+                    "method": method.key(),
+                    "k": k,
+                    "draw": draw,
+                    "patients": chosen,
+                    "steps": steps,
+                    "batch_size": cfg.batch_size,
+                    "lr": cfg.lr,
+                    "seed": cfg.seed,
+                });
+                Ok(Saved {
+                    dir,
+                    run,
+                    stop_at: args.stop_at,
+                })
+            };
+            // False when the run stopped part way (`stop_at`).
             let mut go = |method: Method, scored: Scored| {
-                let (dice, loss, train_s, eval_s) = scored?;
+                let Some((dice, loss, train_s, eval_s)) = scored? else {
+                    return Ok(false);
+                };
                 runs.push(Run {
                     method,
                     k,
@@ -169,13 +219,20 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                     loss,
                 });
                 log::info!("{}", report(runs.last().unwrap()));
-                outputs.write(&runs, plan, &summary(&runs, simclr_s))
+                outputs.write(&runs, plan, &summary(&runs, simclr_s))?;
+                // The row holds the result now: the run's checkpoint has served.
+                let dir = saved(method)?.dir;
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| at(&dir, e))?;
+                }
+                Ok::<bool, Error>(true)
             };
             let todo = |method: Method| -> Result<bool> {
                 Ok(plan.runs(method) && !done(method, k, draw, &chosen)?)
             };
-            let fit_score = |model: Head, samples: &[Sample]| {
-                train_and_score(model, samples, false, &cfg, &dense_pe, &test, &pe)
+            let fit_score = |method: Method, model: Head, samples: &[Sample]| {
+                let saved = saved(method)?;
+                train_and_score(model, samples, false, &cfg, &dense_pe, &test, &saved)
             };
             for kind in HeadKind::ALL {
                 if !todo(Method::Head(kind))? {
@@ -183,7 +240,12 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                 }
                 ad.seed(draw as u64);
                 let head = Head::new(kind, classes, sam_weights, &ad)?;
-                go(Method::Head(kind), fit_score(head, &emb))?;
+                if !go(
+                    Method::Head(kind),
+                    fit_score(Method::Head(kind), head, &emb),
+                )? {
+                    break 'plan;
+                }
             }
             if plan.aug_ks.contains(&k) && todo(Method::AutoSamAug)? {
                 let mut with_views = emb.clone();
@@ -194,25 +256,36 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                 }
                 ad.seed(draw as u64);
                 let head = Head::new(HeadKind::AutoSam, classes, sam_weights, &ad)?;
-                go(Method::AutoSamAug, fit_score(head, &with_views))?;
+                if !go(
+                    Method::AutoSamAug,
+                    fit_score(Method::AutoSamAug, head, &with_views),
+                )? {
+                    break 'plan;
+                }
             }
             if todo(Method::UNet)? {
                 ad.seed(draw as u64);
                 let unet = UNet::new(1, classes, &ad);
-                go(
+                let saved = saved(Method::UNet)?;
+                if !go(
                     Method::UNet,
-                    train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
-                )?;
+                    train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &saved),
+                )? {
+                    break 'plan;
+                }
             }
             if let Some((encoder, _)) = &pretrained
                 && todo(Method::UNetSimclr)?
             {
                 ad.seed(draw as u64);
                 let unet = UNet::with_encoder(encoder.clone(), classes, &ad);
-                go(
+                let saved = saved(Method::UNetSimclr)?;
+                if !go(
                     Method::UNetSimclr,
-                    train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &pe),
-                )?;
+                    train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &saved),
+                )? {
+                    break 'plan;
+                }
             }
         }
     }
@@ -252,10 +325,11 @@ fn unlabelled_slices(sam: &Sam, volumes: &[Pair]) -> Result<Vec<Vec<f32>>> {
 }
 
 /// Per-class Dice on the test volumes, first and last epoch's loss, training seconds, scoring
-/// seconds.
-type Scored = Result<(Vec<Option<f64>>, Option<(f64, f64)>, f64, f64)>;
+/// seconds; None when the run stopped part way.
+type Scored = Result<Option<(Vec<Option<f64>>, Option<(f64, f64)>, f64, f64)>>;
 
-/// Trains on `samples` (on the autodiff device `model` lives on), then scores the test volumes
+/// Trains on `samples` (on the autodiff device `model` lives on), going on from the run's
+/// checkpoint when there is one and writing it every few minutes, then scores the test volumes
 /// with the model moved off autodiff.
 fn train_and_score<M: Segmenter>(
     model: M,
@@ -264,7 +338,7 @@ fn train_and_score<M: Segmenter>(
     cfg: &TrainConfig,
     dense_pe: &HostTensor,
     test: &[&Case],
-    pe: &Tensor<4>,
+    saved: &Saved,
 ) -> Scored {
     let t = Instant::now();
     let device = model
@@ -272,26 +346,104 @@ fn train_and_score<M: Segmenter>(
         .first()
         .cloned()
         .ok_or_else(|| Error::Invalid("a model without parameters".into()))?;
+    let (model, from, before_s) = if resume::exists(&saved.dir) {
+        let (state, bytes, optimizer) = resume::read(&saved.dir, &saved.run)?;
+        let file = container::read(
+            &bytes,
+            RUN_FORMAT,
+            "a run's checkpoint",
+            "remove the folder to start the run over",
+        )?;
+        let model = params::assign(model, &file.weights).map_err(|e| {
+            at(
+                &saved.dir,
+                format!("the checkpoint does not fit the run: {e}"),
+            )
+        })?;
+        let model = params::with_ids(model.set_require_grad(true), &state.param_ids);
+        log::info!(
+            "continuing from {} after {} of {} steps",
+            saved.dir.display(),
+            state.step,
+            cfg.steps.unwrap_or(0)
+        );
+        let from = Resume {
+            step: state.step,
+            history: state.history,
+            best: None,
+            optimizer,
+        };
+        (model, Some(from), state.seconds.unwrap_or(0.0))
+    } else {
+        (model, None, 0.0)
+    };
+    let mut written = Instant::now();
+    let mut save_error = None;
+    let mut stopped_at = None;
     // A row at the paper's budget trains for minutes to hours; a line every ten epochs shows
     // that it moves and how fast.
-    let (model, history) = fit(model, samples, &[], cfg, dense_pe, &device, |history, _| {
-        if let Some(p) = history.last().filter(|p| p.epoch % 10 == 0) {
-            let s = t.elapsed().as_secs_f64();
+    let (model, history) = fit_from(model, samples, &[], cfg, dense_pe, &device, from, |snap| {
+        let seconds = before_s + t.elapsed().as_secs_f64();
+        if let Some(p) = snap.history.last().filter(|p| p.epoch % 10 == 0) {
             log::info!(
-                "epoch {} of {}: loss {:.4}, {s:.0} s",
+                "epoch {} of {}: loss {:.4}, {seconds:.0} s",
                 p.epoch,
                 cfg.epochs,
                 p.loss
             );
         }
+        let last = cfg.steps.is_some_and(|n| snap.step >= n);
+        let stop = saved.stop_at.is_some_and(|at| Instant::now() >= at);
+        if last || (!stop && written.elapsed().as_secs_f64() < CHECKPOINT_EVERY_S) {
+            return ControlFlow::Continue(());
+        }
+        let state = resume::State {
+            run: saved.run.clone(),
+            step: snap.step,
+            history: snap.history.to_vec(),
+            best_val: None,
+            param_ids: params::ids(snap.model),
+            seconds: Some(seconds),
+        };
+        let written_now = params::to_weights(snap.model)
+            .and_then(|w| container::write(&w, RUN_FORMAT, &[], Precision::F32))
+            .and_then(|bytes| resume::write(&saved.dir, &bytes, snap.optimizer(), &state));
+        match written_now {
+            Ok(()) => written = Instant::now(),
+            // The run goes on: its result matters more than a place to resume from.
+            Err(e) => {
+                save_error.get_or_insert(e);
+            }
+        }
+        if stop {
+            stopped_at = Some(snap.step);
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     });
+    if let Some(e) = save_error {
+        log::warn!(
+            "a checkpoint of {} was not written: {e}",
+            saved.dir.display()
+        );
+    }
+    if let Some(step) = stopped_at {
+        log::info!(
+            "stopped as asked after {step} of {} steps; --resume goes on from {}",
+            cfg.steps.unwrap_or(0),
+            saved.dir.display()
+        );
+        return Ok(None);
+    }
     let loss = history
         .first()
         .zip(history.last())
         .map(|(a, b)| (a.loss, b.loss));
     let model = model.valid();
-    let train_s = t.elapsed().as_secs_f64();
+    let train_s = before_s + t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let dice = score(&model, test, images, pe)?;
-    Ok((dice, loss, train_s, t.elapsed().as_secs_f64()))
+    let pe = dense_pe.to_device::<4>(&crate::backend::cpu());
+    let dice = score(&model, test, images, &pe)?;
+    Ok(Some((dice, loss, train_s, t.elapsed().as_secs_f64())))
 }
