@@ -1,6 +1,7 @@
 //! The AutoSAM head: SAM's mask decoder without prompt tokens. Each class has its own tokens
 //! [iou_token[c], mask_tokens[2c], mask_tokens[2c+1]] and its own copy of the image embedding
-//! (all classes in one batch); the class's logit map is hypernetwork MLP 0 on the output of its
+//! (all classes in one batch; the copies part in the transformer's first block, which reads the
+//! shared image once); the class's logit map is hypernetwork MLP 0 on the output of its
 //! first mask token, dotted with the upscaled image.
 
 use burn::module::{Module, Param};
@@ -81,12 +82,10 @@ impl AutoSamHead {
             .unsqueeze::<4>()
             .repeat_dim(0, b)
             .reshape([b * k, 3, c]);
-        let src = embedding
-            .unsqueeze_dim::<5>(1)
-            .repeat_dim(1, k)
-            .reshape([b * k, c, h, w]);
-        let pos = dense_pe.repeat_dim(0, b * k);
-        let (hs, src) = self.transformer.forward(src, pos, tokens);
+        // Each image serves its k classes' token sets; the transformer repeats it per class
+        // where the classes' paths part.
+        let pos = dense_pe.repeat_dim(0, b);
+        let (hs, src) = self.transformer.forward(embedding, pos, tokens);
         let hyper = self.output_hypernetworks_mlp.forward(hs.narrow(1, 1, 1)); // [b*k, 1, C/8]
         let upscaled = self
             .output_upscaling

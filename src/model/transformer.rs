@@ -38,7 +38,24 @@ impl Attention {
     }
 
     pub fn forward(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>) -> Tensor<3> {
-        let q = self.separate_heads(self.q_proj.forward(q));
+        self.attend(self.q_proj.forward(q), k, v)
+    }
+
+    /// [`Self::forward`] for queries `q` [B, N, C] shared by `copies` consecutive key and value
+    /// sets each ([B * copies, M, C]): the queries are projected once, then repeated.
+    fn forward_shared_queries(
+        &self,
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        copies: usize,
+    ) -> Tensor<3> {
+        self.attend(repeat_each(self.q_proj.forward(q), copies), k, v)
+    }
+
+    /// The attention from projected queries.
+    fn attend(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>) -> Tensor<3> {
+        let q = self.separate_heads(q);
         let k = self.separate_heads(self.k_proj.forward(k));
         let v = self.separate_heads(self.v_proj.forward(v));
         let [b, h, n, d] = q.dims();
@@ -65,12 +82,19 @@ pub struct TwoWayAttentionBlock {
 }
 
 impl TwoWayAttentionBlock {
+    /// `queries` and `query_pe` [B * copies, N, C]; `keys` and `key_pe` [B, HW, C], each image's
+    /// tokens shared by its `copies` consecutive token sets (the AutoSAM head's classes). Work
+    /// on the image that does not depend on the tokens runs once per image: the tokens'
+    /// attention to it (queries are independent rows, so a class's tokens may sit beside
+    /// another's in one sequence) and the projection of its queries to the tokens. Returns the
+    /// queries and the keys [B * copies, HW, C].
     fn forward(
         &self,
         queries: Tensor<3>,
         keys: Tensor<3>,
         query_pe: Tensor<3>,
         key_pe: Tensor<3>,
+        copies: usize,
     ) -> (Tensor<3>, Tensor<3>) {
         let queries = if self.skip_first_layer_pe {
             self.self_attn
@@ -83,7 +107,12 @@ impl TwoWayAttentionBlock {
 
         let q = queries.clone() + query_pe.clone();
         let k = keys.clone() + key_pe.clone();
-        let queries = queries + self.cross_attn_token_to_image.forward(q, k, keys.clone());
+        let [bc, n, c] = q.dims();
+        let per_image = |x: Tensor<3>| x.reshape([bc / copies, copies * n, c]);
+        let attended = self
+            .cross_attn_token_to_image
+            .forward(per_image(q), k, keys.clone());
+        let queries = queries + attended.reshape([bc, n, c]);
         let queries = self.norm2.forward(queries);
 
         let queries = queries.clone() + self.mlp.forward(queries);
@@ -91,10 +120,10 @@ impl TwoWayAttentionBlock {
 
         let q = queries.clone() + query_pe;
         let k = keys.clone() + key_pe;
-        let keys = keys
-            + self
-                .cross_attn_image_to_token
-                .forward(k, q, queries.clone());
+        let attended =
+            self.cross_attn_image_to_token
+                .forward_shared_queries(k, q, queries.clone(), copies);
+        let keys = repeat_each(keys, copies) + attended;
         (queries, self.norm4.forward(keys))
     }
 }
@@ -137,8 +166,10 @@ impl TwoWayTransformer {
         })
     }
 
-    /// image_embedding and image_pe: [B, C, H, W]; point_embedding: [B, N, C].
-    /// Returns the processed tokens [B, N, C] and image [B, H*W, C].
+    /// image_embedding and image_pe: [B, C, H, W]; point_embedding: [B * copies, N, C], each
+    /// image serving `copies` consecutive token sets (the AutoSAM head's classes; 1 for SAM's
+    /// prompts, whose images come repeated). Returns the processed tokens [B * copies, N, C]
+    /// and image [B * copies, H*W, C].
     pub fn forward(
         &self,
         image_embedding: Tensor<4>,
@@ -152,17 +183,39 @@ impl TwoWayTransformer {
             let [b, c, h, w] = x.dims();
             x.permute([0, 2, 3, 1]).reshape([b, h * w, c])
         };
+        let copies = point_embedding.dims()[0] / image_embedding.dims()[0];
         let image_embedding = flatten(image_embedding);
-        let image_pe = flatten(image_pe);
+        let mut image_pe = flatten(image_pe);
         let mut queries = point_embedding.clone();
         let mut keys = image_embedding;
-        for layer in &self.layers {
-            (queries, keys) =
-                layer.forward(queries, keys, point_embedding.clone(), image_pe.clone());
+        for (i, layer) in self.layers.iter().enumerate() {
+            // The first block makes each token set's image its own.
+            let shared = if i == 0 { copies } else { 1 };
+            (queries, keys) = layer.forward(
+                queries,
+                keys,
+                point_embedding.clone(),
+                image_pe.clone(),
+                shared,
+            );
+            if i == 0 {
+                image_pe = repeat_each(image_pe, copies);
+            }
         }
         let q = queries.clone() + point_embedding;
         let k = keys.clone() + image_pe;
         let queries = queries + self.final_attn_token_to_image.forward(q, k, keys.clone());
         (self.norm_final_attn.forward(queries), keys)
     }
+}
+
+/// Each of `x`'s [B, N, C] items `copies` times in a row: [B * copies, N, C].
+fn repeat_each(x: Tensor<3>, copies: usize) -> Tensor<3> {
+    if copies == 1 {
+        return x;
+    }
+    let [b, n, c] = x.dims();
+    x.unsqueeze_dim::<4>(1)
+        .repeat_dim(1, copies)
+        .reshape([b * copies, n, c])
 }
