@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const METHODS: [&str; 7] = [
@@ -16,15 +16,23 @@ const METHODS: [&str; 7] = [
     "UNet + SimCLR",
 ];
 
-#[test]
-fn quick_experiment_runs_every_method_and_writes_its_outputs() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+/// The ACDC folder, when it and the encoder's weights are there (or the skip, where allowed).
+fn acdc(root: &Path) -> Option<PathBuf> {
     let data = root.join("../shared/data/acdc");
     let weights = root.join("weights/lite_medsam.pth");
     if !data.join("patient002_frame01_gt.nii.gz").exists() || !weights.exists() {
         common::skip_without("../shared/data/acdc or weights/lite_medsam.pth");
-        return;
+        return None;
     }
+    Some(data)
+}
+
+#[test]
+fn quick_experiment_runs_every_method_and_writes_its_outputs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(data) = acdc(root) else {
+        return;
+    };
     let out = std::env::temp_dir().join(format!("autosam-experiment-{}", std::process::id()));
     let run = Command::new(env!("CARGO_BIN_EXE_autosam"))
         .current_dir(root)
@@ -110,12 +118,9 @@ fn quick_experiment_runs_every_method_and_writes_its_outputs() {
 #[test]
 fn a_run_stopped_part_way_goes_on_from_its_checkpoint() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let data = root.join("../shared/data/acdc");
-    let weights = root.join("weights/lite_medsam.pth");
-    if !data.join("patient002_frame01_gt.nii.gz").exists() || !weights.exists() {
-        common::skip_without("../shared/data/acdc or weights/lite_medsam.pth");
+    let Some(data) = acdc(root) else {
         return;
-    }
+    };
     let out = std::env::temp_dir().join(format!("autosam-stopped-{}", std::process::id()));
     let experiment = |dir: &str, extra: &[&str]| {
         let run = Command::new(env!("CARGO_BIN_EXE_autosam"))
