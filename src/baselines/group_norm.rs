@@ -1,5 +1,6 @@
 //! GroupNorm followed by ReLU on tracked (autodiff) CPU tensors, one op with its own backward:
-//! two passes for the statistics and one for the values forward, two backward. burn composes
+//! two passes for the statistics and one for the values forward, two backward (reading the
+//! output gradient and the input, writing only the input gradient). burn composes
 //! GroupNorm from about ten tensor ops (mean, subtract, square, mean, ...) and ReLU from two
 //! more, each a pass over the UNet's 256x256 feature maps forward and again backward; with its
 //! 3x3 convolutions on gemm, that was a quarter of the UNet's training step. The sums run in
@@ -94,19 +95,25 @@ struct State {
 }
 
 fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims) -> (Vec<f32>, Stats) {
-    let mut y = x.to_vec();
+    let mut y = vec![0.0; x.len()];
     let per = d.channels / d.groups;
-    let stats = per_block(&mut y, d.group_len(), |i, run| {
+    let len = d.group_len();
+    let stats = per_block(&mut y, len, |i, out| {
+        let run = &x[i * len..][..len];
         let n = run.len() as f64;
         let mean = (sum(run, |v| v) / n) as f32;
         let var = sum(run, |v| (v - mean) * (v - mean)) / n;
         let rstd = 1.0 / (var as f32 + d.eps).sqrt();
         let first = (i % d.groups) * per;
-        for (c, plane) in run.chunks_exact_mut(d.plane).enumerate() {
+        for (c, (out, plane)) in out
+            .chunks_exact_mut(d.plane)
+            .zip(run.chunks_exact(d.plane))
+            .enumerate()
+        {
             let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
-            plane
-                .iter_mut()
-                .for_each(|v| *v = ((*v - mean) * scale + shift).max(0.0));
+            for (o, &v) in out.iter_mut().zip(plane) {
+                *o = ((v - mean) * scale + shift).max(0.0);
+            }
         }
         (mean, rstd)
     });
@@ -129,46 +136,48 @@ impl Backward<Flex, 3> for GroupNormBackward {
             dims: d,
         } = ops.state;
         let grad = flat(grads.consume::<Flex>(&ops.node));
-        let mut dx = f32s(&grad).to_vec();
+        let dy_all = f32s(&grad);
+        let mut dx = vec![0.0; dy_all.len()];
         let (x, gamma, beta) = (f32s(&x), f32s(&gamma), f32s(&beta));
         let per = d.channels / d.groups;
         let len = d.group_len();
-        // The input gradient in place of the output gradient, and per group the sums over each
-        // channel's plane of dy x̂ and dy (gamma's and beta's gradients), dy taken through the
-        // ReLU: zero where the output was.
-        let sums = per_block(&mut dx, len, |i, dy| {
+        // Two passes per group, neither writing dy: the first sums over each channel's plane dy
+        // x̂ and dy (gamma's and beta's gradients), the second writes the input gradient. dy is
+        // taken through the ReLU in both: zero where the output was.
+        let sums = per_block(&mut dx, len, |i, dx| {
             let (mean, rstd) = stats[i];
-            let x = &x[i * len..][..len];
+            let (x, dy) = (&x[i * len..][..len], &dy_all[i * len..][..len]);
             let first = (i % d.groups) * per;
+            let planes = || dy.chunks_exact(d.plane).zip(x.chunks_exact(d.plane));
             let mut channel_sums = Vec::with_capacity(per);
             let (mut m1, mut m2) = (0.0f64, 0.0f64);
-            for (c, (dy, x)) in dy
-                .chunks_exact_mut(d.plane)
-                .zip(x.chunks_exact(d.plane))
-                .enumerate()
-            {
+            for (c, (dy, x)) in planes().enumerate() {
                 let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
-                for (g, &v) in dy.iter_mut().zip(x) {
-                    if (v - mean) * scale + shift <= 0.0 {
-                        *g = 0.0;
-                    }
-                }
-                let (dyx, dys) = sum_pairs(dy, x, |g, v| (g * ((v - mean) * rstd), g));
+                let (dyx, dys) = sum_pairs(dy, x, |g, v| {
+                    let g = if (v - mean) * scale + shift > 0.0 {
+                        g
+                    } else {
+                        0.0
+                    };
+                    (g * ((v - mean) * rstd), g)
+                });
                 channel_sums.push((dyx as f32, dys as f32));
                 m1 += dys * gamma[first + c] as f64;
                 m2 += dyx * gamma[first + c] as f64;
             }
             let n = len as f64;
             let (m1, m2) = ((m1 / n) as f32, (m2 / n) as f32);
-            for (c, (dy, x)) in dy
-                .chunks_exact_mut(d.plane)
-                .zip(x.chunks_exact(d.plane))
-                .enumerate()
-            {
+            for (c, (dx, (dy, x))) in dx.chunks_exact_mut(d.plane).zip(planes()).enumerate() {
                 let g = gamma[first + c];
-                for (dy, &v) in dy.iter_mut().zip(x) {
+                let (scale, shift) = (g * rstd, beta[first + c]);
+                for ((dx, &dy), &v) in dx.iter_mut().zip(dy).zip(x) {
+                    let dy = if (v - mean) * scale + shift > 0.0 {
+                        dy
+                    } else {
+                        0.0
+                    };
                     let xhat = (v - mean) * rstd;
-                    *dy = rstd * (*dy * g - m1 - xhat * m2);
+                    *dx = rstd * (dy * g - m1 - xhat * m2);
                 }
             }
             channel_sums
