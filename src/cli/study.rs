@@ -59,7 +59,8 @@ pub struct Experiment {
     /// train for more mini-batches.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Only these Ks, as K:draws (`1:2,8:1`); the plan's when absent.
+    /// Only these Ks, as K:draws (`1:2,8:1`; `all` for every development patient, 001-044);
+    /// the plan's when absent.
     #[arg(long, value_delimiter = ',', value_parser = parse_k)]
     ks: Vec<(usize, usize)>,
     /// Only these methods: sam-box, autosam, cnn, linear, autosam-aug, unet, unet-simclr.
@@ -99,7 +100,7 @@ impl Experiment {
         if let Some(e) = self.epochs {
             plan.budget = Budget::Epochs(e);
         }
-        plan.select(&self.ks, &self.methods);
+        plan.select(&self.ks, &self.methods)?;
         let args = ExperimentArgs {
             checkpoints: self.checkpoints.join(&self.name),
             // Beyond what a clock holds means never.

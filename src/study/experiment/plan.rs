@@ -111,6 +111,9 @@ impl Budget {
 pub struct Plan {
     /// Patients the labelled ones are drawn from.
     pub pool: Vec<String>,
+    /// Every labelled patient outside the test set: a K beyond the pool draws from these, and
+    /// `--ks all` takes them all.
+    pub development: Vec<String>,
     /// Held-out patients scored by every method.
     pub test: Vec<String>,
     /// Patients whose images (no labels) SimCLR pretrains on; never the test patients.
@@ -137,16 +140,22 @@ impl Plan {
         self.methods.is_empty() || self.methods.contains(&method)
     }
 
-    /// The labelled patients of each of `draws` draws of `k` from the pool: draw d is the pool
+    /// The labelled patients of each of `draws` draws of `k` from the pool (from every
+    /// development patient where K exceeds the pool): draw d is the pool
     /// shuffled with seed `k * 1000 + d`, reshuffled with a further seed while it would repeat
     /// an earlier draw's set, so that several draws measure several patient sets wherever the
     /// pool has that many.
     pub fn draws(&self, k: usize, draws: usize) -> Vec<Vec<String>> {
         const RESEEDS: u64 = 64;
+        let from = if k > self.pool.len() {
+            &self.development
+        } else {
+            &self.pool
+        };
         let mut sets: Vec<Vec<String>> = Vec::with_capacity(draws);
         for draw in 0..draws {
             let pick = |retry: u64| {
-                let mut pool = self.pool.clone();
+                let mut pool = from.clone();
                 shuffle(&mut pool, (k * 1000 + draw) as u64 + retry * 100_000);
                 pool.truncate(k);
                 pool
@@ -167,16 +176,39 @@ impl Plan {
     }
 
     /// Keeps the Ks and methods named (`1:2,8:1` gives K and draws; an empty list keeps all).
-    pub fn select(&mut self, ks: &[(usize, usize)], methods: &[Method]) {
+    pub fn select(&mut self, ks: &[(usize, usize)], methods: &[Method]) -> Result<()> {
+        let all = self.development.len();
+        if let Some(&(k, _)) = ks.iter().find(|&&(k, _)| k != ALL && k > all) {
+            return Err(Error::Invalid(format!(
+                "K = {k}: the plan has {all} development patients (`--ks all` takes them all)"
+            )));
+        }
         if !ks.is_empty() {
-            self.ks = ks.to_vec();
+            self.ks = ks
+                .iter()
+                .map(|&(k, draws)| (if k == ALL { all } else { k }, draws))
+                .collect();
         }
         self.methods = methods.to_vec();
+        Ok(())
+    }
+
+    /// The patients the plan's runs read: those its draws may take, and the test patients.
+    pub fn labelled(&self) -> Vec<String> {
+        let beyond_pool = self.ks.iter().any(|&(k, _)| k > self.pool.len());
+        let mut all = if beyond_pool {
+            self.development.clone()
+        } else {
+            self.pool.clone()
+        };
+        all.extend(self.test.iter().cloned());
+        all
     }
 
     pub fn full() -> Self {
         Self {
             pool: patients(1..=20),
+            development: patients(1..=44),
             test: patients(45..=50),
             unlabelled: patients(1..=40),
             ks: vec![(1, 2), (2, 1), (4, 1), (8, 1)],
@@ -194,6 +226,7 @@ impl Plan {
     pub fn quick() -> Self {
         Self {
             pool: patients(1..=1),
+            development: patients(1..=1),
             test: patients(2..=2),
             unlabelled: patients(1..=1),
             ks: vec![(1, 1)],
@@ -211,12 +244,16 @@ impl Plan {
     }
 }
 
-/// `K:draws` (or `K`, one draw), as `experiment --ks` takes them.
+/// K as `all` in `--ks`: every development patient ([`Plan::select`] makes it their number).
+pub const ALL: usize = usize::MAX;
+
+/// `K:draws` (or `K`, one draw; K may be `all`), as `experiment --ks` takes them.
 pub fn parse_k(s: &str) -> Result<(usize, usize)> {
     let bad = |why: String| Error::Invalid(format!("`{s}`: {why}"));
     let (k, draws) = s.split_once(':').unwrap_or((s, "1"));
     let n = |v: &str| v.trim().parse::<usize>().map_err(|e| bad(e.to_string()));
-    match (n(k)?, n(draws)?) {
+    let k = if k.trim() == "all" { Ok(ALL) } else { n(k) };
+    match (k?, n(draws)?) {
         (0, _) | (_, 0) => Err(bad("K and draws start at 1".into())),
         pair => Ok(pair),
     }
@@ -236,6 +273,7 @@ mod tests {
         assert_eq!(parse_k("8").unwrap(), (8, 1));
         assert_eq!(parse_k("1:3").unwrap(), (1, 3));
         assert!(parse_k("0:2").is_err() && parse_k("x").is_err());
+        assert_eq!(parse_k("all").unwrap(), (ALL, 1));
     }
 
     #[test]
@@ -264,6 +302,20 @@ mod tests {
             pairs[..2],
             [["patient004", "patient018"], ["patient019", "patient011"]]
         );
+        // Beyond the pool, K draws from every development patient; `all` takes them all, and
+        // the runs then read them all.
+        assert!(
+            plan.draws(30, 1)[0]
+                .iter()
+                .any(|p| p.as_str() > "patient020")
+        );
+        assert!(plan.select(&[(45, 1)], &[]).is_err());
+        plan.select(&[(ALL, 1)], &[]).unwrap();
+        assert_eq!(plan.ks, [(44, 1)]);
+        let mut every = plan.draws(44, 1).remove(0);
+        every.sort();
+        assert_eq!(every, plan.development);
+        assert_eq!(plan.labelled().len(), 44 + 6);
         // A pool of one: every draw is that patient.
         plan.pool.truncate(1);
         assert_eq!(plan.draws(1, 2), vec![vec!["patient001".to_string()]; 2]);

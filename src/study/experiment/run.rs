@@ -64,9 +64,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     let plan = &args.plan;
     let pairs = labelled_pairs(&args.data)?;
     let wanted = |list: &[String]| pairs_of(&pairs, list);
-    let mut labelled: Vec<String> = plan.pool.clone();
-    labelled.extend(plan.test.iter().cloned());
-    let chosen = wanted(&labelled);
+    let chosen = wanted(&plan.labelled());
     if chosen.is_empty() {
         return Err(at(&args.data, "no ACDC patients of the plan"));
     }
