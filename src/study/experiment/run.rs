@@ -2,7 +2,7 @@
 //! embeddings, each run scored on the held-out patients and merged into the outputs as it ends.
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Tensor;
@@ -175,13 +175,15 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                 seed: draw as u64,
                 ..TrainConfig::default()
             };
+            let run_dir = |method: Method| {
+                args.checkpoints
+                    .join(format!("{}-k{k}-d{draw}", method.key()))
+            };
             let saved = |method: Method| -> Result<Saved> {
-                let dir = args
-                    .checkpoints
-                    .join(format!("{}-k{k}-d{draw}", method.key()));
+                let dir = run_dir(method);
                 // Without --resume every run starts over.
-                if !args.resume && dir.exists() {
-                    std::fs::remove_dir_all(&dir).map_err(|e| at(&dir, e))?;
+                if !args.resume {
+                    remove_checkpoint(&dir)?;
                 }
                 let run = serde_json::json!({
                     "method": method.key(),
@@ -219,10 +221,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                 log::info!("{}", report(runs.last().unwrap()));
                 outputs.write(&runs, plan, &summary(&runs, simclr_s))?;
                 // The row holds the result now: the run's checkpoint has served.
-                let dir = saved(method)?.dir;
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).map_err(|e| at(&dir, e))?;
-                }
+                remove_checkpoint(&run_dir(method))?;
                 Ok::<bool, Error>(true)
             };
             let todo = |method: Method| -> Result<bool> {
@@ -294,6 +293,14 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
         outputs.write(&runs, plan, &summary(&runs, simclr_s))?
     };
     Ok((runs.len(), all))
+}
+
+/// Removes a run's checkpoint folder, if there is one.
+fn remove_checkpoint(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| at(dir, e))?;
+    }
+    Ok(())
 }
 
 /// Mean over test volumes of each class's Dice.
