@@ -1,7 +1,7 @@
 //! `autosam train` and `autosam eval`: a head on cached embeddings of labelled volumes, and its
 //! per-class 3-D Dice (`autosam::study`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use autosam::augment::Family;
@@ -186,15 +186,8 @@ impl Soup {
 /// Per-class 3-D Dice of a head on labelled volumes.
 #[derive(clap::Args)]
 pub struct Eval {
-    /// A head file from `train`; the shipped default head when absent.
-    #[arg(long)]
-    head: Option<PathBuf>,
-    /// What each class keeps of the head's voxels (as Segment does by default: the largest pieces).
-    #[arg(long, value_enum, default_value_t)]
-    pieces: Pieces,
-    /// A second look, zoomed, at volumes whose structures come out small (a wider field of view).
-    #[arg(long)]
-    zoom: bool,
+    #[command(flatten)]
+    scoring: Scoring,
     #[command(flatten)]
     labelled: Labelled,
 }
@@ -202,16 +195,10 @@ pub struct Eval {
 impl Eval {
     pub fn run(self) -> Result<()> {
         let (sam, weights) = self.labelled.model()?;
-        let (head, info) = open_head(self.head.as_deref(), &sam, &weights)?;
-        let scored = Scored {
-            head: &head,
-            classes: &info.classes,
-            pieces: self.pieces,
-            zoom: zoom_target(self.zoom, &info)?,
-        };
+        let scoring = self.scoring.open(&sam, &weights)?;
         score::head_table(
             &sam,
-            &scored,
+            &scoring.scored(),
             &self.labelled.pairs()?,
             &self.labelled.cache,
             |row| println!("{row}"),
@@ -224,15 +211,8 @@ impl Eval {
 /// mirrored, another field of view, contrast, noise (each changed slice encoded once, cached).
 #[derive(clap::Args)]
 pub struct Robustness {
-    /// A head file from `train`; the shipped default head when absent.
-    #[arg(long)]
-    head: Option<PathBuf>,
-    /// What each class keeps of the head's voxels (as Segment does by default: the largest pieces).
-    #[arg(long, value_enum, default_value_t)]
-    pieces: Pieces,
-    /// A second look, zoomed, at volumes whose structures come out small (a wider field of view).
-    #[arg(long)]
-    zoom: bool,
+    #[command(flatten)]
+    scoring: Scoring,
     #[command(flatten)]
     labelled: Labelled,
     /// Also write the markdown table here.
@@ -243,17 +223,11 @@ pub struct Robustness {
 impl Robustness {
     pub fn run(self) -> Result<()> {
         let (sam, weights) = self.labelled.model()?;
-        let (head, info) = open_head(self.head.as_deref(), &sam, &weights)?;
+        let scoring = self.scoring.open(&sam, &weights)?;
         let cases = load_cases(&sam, &self.labelled.pairs()?, &self.labelled.cache)?;
-        let scored = Scored {
-            head: &head,
-            classes: &info.classes,
-            pieces: self.pieces,
-            zoom: zoom_target(self.zoom, &info)?,
-        };
         let table = robustness::table(
             &sam,
-            &scored,
+            &scoring.scored(),
             &cases,
             &Shift::ALL,
             &self.labelled.cache,
@@ -267,22 +241,62 @@ impl Robustness {
     }
 }
 
-/// The second look's target when `zoom` asks for one: the head's training extent.
-fn zoom_target(zoom: bool, info: &HeadInfo) -> Result<Option<f32>> {
-    match (zoom, info.extent) {
-        (false, _) => Ok(None),
-        (true, Some(extent)) => Ok(Some(extent)),
-        (true, None) => Err(Error::Invalid(
-            "--zoom: the head records no training extent to zoom small structures up to".into(),
-        )),
+/// Which head scores labelled volumes, and Segment's steps after it.
+#[derive(clap::Args)]
+struct Scoring {
+    /// A head file from `train`; the shipped default head when absent.
+    #[arg(long)]
+    head: Option<PathBuf>,
+    /// What each class keeps of the head's voxels (as Segment does by default: the largest pieces).
+    #[arg(long, value_enum, default_value_t)]
+    pieces: Pieces,
+    /// A second look, zoomed, at volumes whose structures come out small (a wider field of view).
+    #[arg(long)]
+    zoom: bool,
+}
+
+/// An opened [`Scoring`]: the head and its second look's target (the head's training extent).
+struct OpenScoring {
+    head: Head,
+    info: HeadInfo,
+    pieces: Pieces,
+    zoom: Option<f32>,
+}
+
+impl Scoring {
+    /// Loads the head file (or the shipped default); `--zoom` needs the head's training extent.
+    fn open(&self, sam: &Sam, weights: &Weights) -> Result<OpenScoring> {
+        let (head, info) = match &self.head {
+            Some(path) => load_head(path, sam, weights)?,
+            None => default_head(sam, weights)?,
+        };
+        let zoom = match (self.zoom, info.extent) {
+            (false, _) => None,
+            (true, Some(extent)) => Some(extent),
+            (true, None) => {
+                return Err(Error::Invalid(
+                    "--zoom: the head records no training extent to zoom small structures up to"
+                        .into(),
+                ));
+            }
+        };
+        Ok(OpenScoring {
+            head,
+            info,
+            pieces: self.pieces,
+            zoom,
+        })
     }
 }
 
-/// The head file at `path`, or the shipped default.
-fn open_head(path: Option<&Path>, sam: &Sam, weights: &Weights) -> Result<(Head, HeadInfo)> {
-    match path {
-        Some(path) => load_head(path, sam, weights),
-        None => default_head(sam, weights),
+impl OpenScoring {
+    fn scored(&self) -> Scored<'_, Head> {
+        Scored {
+            head: &self.head,
+            classes: &self.info.classes,
+            pieces: self.pieces,
+            zoom: self.zoom,
+        }
     }
 }
 
