@@ -47,6 +47,14 @@ pub fn exists(dir: &Path) -> bool {
     dir.join(STATE).exists()
 }
 
+/// Removes the checkpoint folder `dir`, if there is one.
+pub fn remove(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| at(dir, e))?;
+    }
+    Ok(())
+}
+
 /// Writes a checkpoint folder.
 pub fn write(dir: &Path, model: &[u8], optimizer: OptimizerRecord, state: &State) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| at(dir, e))?;

@@ -2,7 +2,7 @@
 //! embeddings, each run scored on the held-out patients and merged into the outputs as it ends.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::Tensor;
@@ -183,7 +183,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                 let dir = run_dir(method);
                 // Without --resume every run starts over.
                 if !args.resume {
-                    remove_checkpoint(&dir)?;
+                    resume::remove(&dir)?;
                 }
                 let run = serde_json::json!({
                     "method": method.key(),
@@ -221,7 +221,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                 log::info!("{}", report(runs.last().unwrap()));
                 outputs.write(&runs, plan, &summary(&runs, simclr_s))?;
                 // The row holds the result now: the run's checkpoint has served.
-                remove_checkpoint(&run_dir(method))?;
+                resume::remove(&run_dir(method))?;
                 Ok::<bool, Error>(true)
             };
             let todo = |method: Method| -> Result<bool> {
@@ -293,14 +293,6 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
         outputs.write(&runs, plan, &summary(&runs, simclr_s))?
     };
     Ok((runs.len(), all))
-}
-
-/// Removes a run's checkpoint folder, if there is one.
-fn remove_checkpoint(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| at(dir, e))?;
-    }
-    Ok(())
 }
 
 /// Mean over test volumes of each class's Dice.
