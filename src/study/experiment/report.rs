@@ -158,10 +158,10 @@ fn csv(runs: &[Run]) -> String {
         let d: Vec<String> = r
             .dice
             .iter()
-            .map(|v| v.map_or(String::new(), |x| format!("{x:.4}")))
+            .map(|v| v.map_or(String::new(), |x| x.to_string()))
             .collect();
         let (first, last) = r.loss.map_or((String::new(), String::new()), |(a, b)| {
-            (format!("{a:.4}"), format!("{b:.4}"))
+            (a.to_string(), b.to_string())
         });
         let _ = writeln!(
             out,
@@ -181,8 +181,9 @@ fn csv(runs: &[Run]) -> String {
     out
 }
 
-/// The runs of a CSV that [`csv`] wrote. The per-run Dice are kept at 4 decimals, which is all the
-/// table prints.
+/// The runs of a CSV that [`csv`] wrote. Dice and losses are written in full (Rust's shortest form
+/// that reads back to the same `f64`), so a later part's means and rounding match the first part's;
+/// rows from before that change carry 4 decimals.
 fn parse_csv(text: &str) -> Result<Vec<Run>> {
     let mut lines = text.lines();
     // Files from before budgets in epochs lack the last column.
@@ -501,6 +502,15 @@ mod tests {
         let runs = vec![run(AUTOSAM, 2, 0, 300), run(Method::SamBox, 0, 0, 300)];
         let text = csv(&runs);
         assert_eq!(csv(&parse_csv(&text).unwrap()), text);
+        // Values between 4-decimal steps read back exactly: a resumed part must not move a mean
+        // (0.29474, 0.49274, 0.77426 average 0.52058; rounded first they average 0.52057) or a
+        // loss printed at 2 decimals (0.04503 prints 0.05; 0.0450 prints 0.04).
+        let mut fine = run(AUTOSAM, 4, 0, 2400);
+        fine.dice = vec![Some(0.29474), Some(0.49274), Some(0.77426)];
+        fine.loss = Some((1.75671, 0.04503));
+        let back = &parse_csv(&csv(&[fine.clone()])).unwrap()[0];
+        assert_eq!(back.mean(), fine.mean());
+        assert_eq!((back.dice.clone(), back.loss), (fine.dice, fine.loss));
         assert!(parse_csv("method,k\nAutoSAM,1\n").is_err());
         let short = format!("{CSV_HEADER}\nAutoSAM,1,0\n");
         assert!(parse_csv(&short).unwrap_err().to_string().contains("row 1"));
