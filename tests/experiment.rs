@@ -114,18 +114,32 @@ fn quick_experiment_runs_every_method_and_writes_its_outputs() {
 
 /// A part stopped as asked leaves its run's checkpoint and no row; `--resume` goes on from the
 /// checkpoint, writes the row and removes the folder, and the row is the one a run that never
-/// stopped writes.
+/// stopped writes. A resumed UNet + SimCLR run finds its pre-trained encoder in the checkpoint
+/// and does not pre-train again.
 #[test]
 fn a_run_stopped_part_way_goes_on_from_its_checkpoint() {
+    for (method, label) in [("cnn", "CNN head"), ("unet-simclr", "UNet + SimCLR")] {
+        stopped_and_resumed(method, label);
+    }
+}
+
+fn stopped_and_resumed(method: &str, label: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let Some(data) = acdc(root) else {
         return;
     };
-    let out = std::env::temp_dir().join(format!("autosam-stopped-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("autosam-stopped-{}-{method}", std::process::id()));
     let experiment = |dir: &str, extra: &[&str]| {
         let run = Command::new(env!("CARGO_BIN_EXE_autosam"))
             .current_dir(root)
-            .args(["experiment", "--quick", "--methods", "cnn", "--steps", "12"])
+            .args([
+                "experiment",
+                "--quick",
+                "--methods",
+                method,
+                "--steps",
+                "12",
+            ])
             .arg("--data")
             .arg(&data)
             .arg("--out")
@@ -143,20 +157,23 @@ fn a_run_stopped_part_way_goes_on_from_its_checkpoint() {
     // Dice (rv, myo, lv, mean) and the first and last epoch's loss: after 12 steps the Dice
     // may be 0 either way, the losses tell runs apart.
     let row = |csv: &str| -> Option<Vec<Option<f64>>> {
-        let line = csv.lines().find(|l| l.starts_with("CNN head,"))?;
+        let line = csv.lines().find(|l| l.starts_with(&format!("{label},")))?;
         let cells: Vec<&str> = line.split(',').collect();
         let figures = cells[4..8].iter().chain(&cells[11..13]);
         Some(figures.map(|v| v.parse().ok()).collect())
     };
-    let folder = out.join("parts/runs/experiment/cnn-k1-d0");
+    let folder = out.join(format!("parts/runs/experiment/{method}-k1-d0"));
+    let pretrains = |log: &str| log.contains("SimCLR on");
 
     let (log, csv) = experiment("parts", &["--stop-after-minutes", "0"]);
     assert!(log.contains("stopped as asked after"), "{log}");
     assert!(row(&csv).is_none(), "{csv}");
     assert!(folder.join("state.json").exists(), "{log}");
+    assert_eq!(pretrains(&log), method == "unet-simclr", "{log}");
 
     let (log, csv) = experiment("parts", &["--resume"]);
     assert!(log.contains("continuing from"), "{log}");
+    assert!(!pretrains(&log), "pre-trained again on resuming: {log}");
     assert!(!folder.exists(), "the checkpoint outlived its row");
     let resumed = row(&csv).unwrap_or_else(|| panic!("no row after resuming:\n{csv}"));
 

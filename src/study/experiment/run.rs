@@ -1,17 +1,19 @@
 //! Running an experiment: every method of the plan at each K and draw, on the same cached
 //! embeddings, each run scored on the held-out patients and merged into the outputs as it ends.
 
+use std::cell::Cell;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use super::plan::{Method, Plan};
 use super::report::{Outputs, Run, Summary, range_name, report};
 use crate::augment::Family;
 use crate::baselines::UNet;
 use crate::baselines::simclr;
+use crate::baselines::unet::UNetEncoder;
 use crate::container::{self, Precision};
 use crate::error::{Error, Result};
 use crate::heads::store::cardiac_classes;
@@ -125,40 +127,11 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
         outputs.write(&runs, plan, &summary(&runs, None))?;
     }
 
-    // SimCLR once, on unlabelled images of the non-test patients, when a run still needs it.
     let ad = cpu.autodiff();
-    let simclr_needed = plan.runs(Method::UNetSimclr)
-        && plan.ks.iter().any(|&(k, draws)| {
-            let mut sets = plan.draws(k, draws).into_iter().enumerate();
-            sets.any(|(d, set)| !done(Method::UNetSimclr, k, d, &set).unwrap_or(false))
-        });
-    let pretrained = if simclr_needed {
-        let t = Instant::now();
-        let images = unlabelled_slices(sam, &wanted(&plan.unlabelled))?;
-        if images.is_empty() {
-            return Err(at(
-                &args.data,
-                format!("SimCLR: no images of {}", range_name(&plan.unlabelled)),
-            ));
-        }
-        let encoder = simclr::pretrain(
-            &images,
-            sam.input_size(),
-            &plan.simclr,
-            &ad,
-            |step, loss| {
-                if step % 10 == 0 || step == plan.simclr.steps {
-                    log::info!("SimCLR step {step}: NT-Xent {loss:.4}");
-                }
-            },
-        );
-        let s = t.elapsed().as_secs_f64();
-        log::info!("SimCLR on {} slices: {s:.0} s", images.len());
-        Some((encoder, s))
-    } else {
-        None
-    };
-    let simclr_s = pretrained.as_ref().map(|p| p.1);
+    // SimCLR once, when the first UNet + SimCLR run starts from the beginning; a run resumed from
+    // its checkpoint holds its own encoder already.
+    let mut pretrained: Option<UNetEncoder> = None;
+    let simclr_s = Cell::new(None);
 
     'plan: for &(k, draws) in &plan.ks {
         for (draw, chosen) in plan.draws(k, draws).into_iter().enumerate() {
@@ -219,7 +192,7 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                     loss,
                 });
                 log::info!("{}", report(runs.last().unwrap()));
-                outputs.write(&runs, plan, &summary(&runs, simclr_s))?;
+                outputs.write(&runs, plan, &summary(&runs, simclr_s.get()))?;
                 // The row holds the result now: the run's checkpoint has served.
                 resume::remove(&run_dir(method))?;
                 Ok::<bool, Error>(true)
@@ -271,12 +244,20 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
                     break 'plan;
                 }
             }
-            if let Some((encoder, _)) = &pretrained
-                && todo(Method::UNetSimclr)?
-            {
-                ad.seed(draw as u64);
-                let unet = UNet::with_encoder(encoder.clone(), classes, &ad);
+            if todo(Method::UNetSimclr)? {
                 let saved = saved(Method::UNetSimclr)?;
+                let encoder = match &pretrained {
+                    Some(encoder) => encoder.clone(),
+                    None if resume::exists(&saved.dir) => UNetEncoder::new(1, &ad),
+                    None => {
+                        let (encoder, s) =
+                            pretrain(sam, &args.data, &wanted(&plan.unlabelled), plan, &ad)?;
+                        simclr_s.set(Some(s));
+                        pretrained.insert(encoder).clone()
+                    }
+                };
+                ad.seed(draw as u64);
+                let unet = UNet::with_encoder(encoder, classes, &ad);
                 if !go(
                     Method::UNetSimclr,
                     train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &saved),
@@ -290,9 +271,42 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     let all = if runs.is_empty() && args.resume {
         outputs.read()?.len()
     } else {
-        outputs.write(&runs, plan, &summary(&runs, simclr_s))?
+        outputs.write(&runs, plan, &summary(&runs, simclr_s.get()))?
     };
     Ok((runs.len(), all))
+}
+
+/// SimCLR's encoder, pre-trained on unlabelled images of the plan's non-test patients, and its
+/// seconds.
+fn pretrain(
+    sam: &Sam,
+    data: &Path,
+    unlabelled: &[Pair],
+    plan: &Plan,
+    device: &Device,
+) -> Result<(UNetEncoder, f64)> {
+    let t = Instant::now();
+    let images = unlabelled_slices(sam, unlabelled)?;
+    if images.is_empty() {
+        return Err(at(
+            data,
+            format!("SimCLR: no images of {}", range_name(&plan.unlabelled)),
+        ));
+    }
+    let encoder = simclr::pretrain(
+        &images,
+        sam.input_size(),
+        &plan.simclr,
+        device,
+        |step, loss| {
+            if step % 10 == 0 || step == plan.simclr.steps {
+                log::info!("SimCLR step {step}: NT-Xent {loss:.4}");
+            }
+        },
+    );
+    let s = t.elapsed().as_secs_f64();
+    log::info!("SimCLR on {} slices: {s:.0} s", images.len());
+    Ok((encoder, s))
 }
 
 /// Mean over test volumes of each class's Dice.
