@@ -40,7 +40,8 @@ pub struct ExperimentArgs {
     /// A run stopped part way goes on from its checkpoint.
     pub resume: bool,
     /// Where each run in progress keeps its checkpoint (a folder per run, removed once its row
-    /// is written), so that a run of hours survives the end of a session.
+    /// is written), so that a run of hours survives the end of its process; a new machine
+    /// finds it only where the folder travels with the repository (the committed `runs/`).
     pub checkpoints: PathBuf,
     /// When to stop: the run in progress writes its checkpoint at its next epoch's end and the
     /// call returns (a part that must end before a session does).
