@@ -129,31 +129,7 @@ fn stopped_and_resumed(method: &str, label: &str) {
         return;
     };
     let out = std::env::temp_dir().join(format!("autosam-stopped-{}-{method}", std::process::id()));
-    let experiment = |dir: &str, extra: &[&str]| {
-        let run = Command::new(env!("CARGO_BIN_EXE_autosam"))
-            .current_dir(root)
-            .args([
-                "experiment",
-                "--quick",
-                "--methods",
-                method,
-                "--steps",
-                "12",
-            ])
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(out.join(dir))
-            .arg("--checkpoints")
-            .arg(out.join(dir).join("runs"))
-            .args(extra)
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&run.stderr).into_owned();
-        assert!(run.status.success(), "{log}");
-        let csv = std::fs::read_to_string(out.join(dir).join("experiment.csv")).unwrap();
-        (log, csv)
-    };
+    let experiment = |dir: &str, extra: &[&str]| part(&data, &out.join(dir), method, extra);
     // Dice (rv, myo, lv, mean) and the first and last epoch's loss: after 12 steps the Dice
     // may be 0 either way, the losses tell runs apart.
     let row = |csv: &str| -> Option<Vec<Option<f64>>> {
@@ -188,4 +164,67 @@ fn stopped_and_resumed(method: &str, label: &str) {
         assert!(close, "resumed {resumed:?}, whole {whole:?}");
     }
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// A part goes on with a run it stopped before it starts one the plan lists earlier: the CNN
+/// head comes before the UNet in the plan, yet a UNet run in progress goes first.
+#[test]
+fn a_run_in_progress_goes_before_the_plans_earlier_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(data) = acdc(root) else {
+        return;
+    };
+    let out = std::env::temp_dir().join(format!("autosam-order-{}", std::process::id()));
+    let runs = out.join("runs/experiment");
+    let (log, _) = part(&data, &out, "unet", &["--stop-after-minutes", "0"]);
+    assert!(runs.join("unet-k1-d0/state.json").exists(), "{log}");
+    let (log, csv) = part(
+        &data,
+        &out,
+        "cnn,unet",
+        &["--resume", "--stop-after-minutes", "0"],
+    );
+    let unet = runs.join("unet-k1-d0");
+    assert!(
+        log.contains(&format!("continuing from {}", unet.display())),
+        "{log}"
+    );
+    assert!(
+        !runs.join("cnn-k1-d0").exists(),
+        "the CNN head started first:\n{log}"
+    );
+    let rows = ["CNN head,", "UNet (scratch),"];
+    assert!(
+        !csv.lines().any(|l| rows.iter().any(|r| l.starts_with(r))),
+        "a run ended though both parts stopped at their first epoch's end:\n{csv}"
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+/// One `experiment --quick` part of 12 steps a run writing under `out` (checkpoints in
+/// `out/runs`): its log and CSV.
+fn part(data: &Path, out: &Path, methods: &str, extra: &[&str]) -> (String, String) {
+    let run = Command::new(env!("CARGO_BIN_EXE_autosam"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "experiment",
+            "--quick",
+            "--methods",
+            methods,
+            "--steps",
+            "12",
+        ])
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .arg("--checkpoints")
+        .arg(out.join("runs"))
+        .args(extra)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{log}");
+    let csv = std::fs::read_to_string(out.join("experiment.csv")).unwrap();
+    (log, csv)
 }

@@ -244,6 +244,49 @@ impl Plan {
     }
 }
 
+/// One training run the plan asks for: a method on one draw of K patients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub method: Method,
+    pub k: usize,
+    pub draw: usize,
+    pub patients: Vec<String>,
+}
+
+impl Job {
+    /// The name of its checkpoint's folder.
+    pub fn key(&self) -> String {
+        format!("{}-k{}-d{}", self.method.key(), self.k, self.draw)
+    }
+}
+
+impl Plan {
+    /// The training runs of the plan (SAM with boxes trains nothing) by K, draw and then
+    /// [`Method::ALL`]'s order, except that the runs `in_progress` (a checkpoint waits) come
+    /// first: a part goes on with a run it stopped before it starts one that may take a day.
+    pub fn jobs(&self, in_progress: impl Fn(&Job) -> bool) -> Vec<Job> {
+        let mut jobs: Vec<Job> = Vec::new();
+        for &(k, draws) in &self.ks {
+            for (draw, patients) in self.draws(k, draws).into_iter().enumerate() {
+                let trained = Method::ALL.into_iter().filter(|&m| {
+                    m != Method::SamBox
+                        && self.runs(m)
+                        && (m != Method::AutoSamAug || self.aug_ks.contains(&k))
+                });
+                jobs.extend(trained.map(|method| Job {
+                    method,
+                    k,
+                    draw,
+                    patients: patients.clone(),
+                }));
+            }
+        }
+        // Stable: the runs in progress keep the plan's order among themselves, as do the rest.
+        jobs.sort_by_key(|job| !in_progress(job));
+        jobs
+    }
+}
+
 /// K as `all` in `--ks`: every development patient ([`Plan::select`] makes it their number).
 pub const ALL: usize = usize::MAX;
 
@@ -319,6 +362,37 @@ mod tests {
         // A pool of one: every draw is that patient.
         plan.pool.truncate(1);
         assert_eq!(plan.draws(1, 2), vec![vec!["patient001".to_string()]; 2]);
+    }
+
+    #[test]
+    fn runs_in_progress_go_first_and_the_rest_keep_the_plan_order() {
+        let autosam = Method::Head(HeadKind::AutoSam);
+        let mut plan = Plan::full();
+        plan.select(&[(1, 2), (ALL, 1)], &[Method::UNetSimclr, autosam])
+            .unwrap();
+        let order = |jobs: Vec<Job>| -> Vec<String> { jobs.iter().map(Job::key).collect() };
+        let planned = order(plan.jobs(|_| false));
+        assert_eq!(
+            planned,
+            [
+                "autosam-k1-d0",
+                "unet-simclr-k1-d0",
+                "autosam-k1-d1",
+                "unet-simclr-k1-d1",
+                "autosam-k44-d0",
+                "unet-simclr-k44-d0",
+            ]
+        );
+        let resumed = order(plan.jobs(|j| j.method == Method::UNetSimclr && j.k == 44));
+        assert_eq!(resumed[0], "unet-simclr-k44-d0");
+        assert_eq!(resumed[1..], planned[..5]);
+        // Every method but SAM with boxes trains; AutoSAM with views only at the plan's aug_ks.
+        plan.select(&[(1, 1), (2, 1)], &[]).unwrap();
+        let all = plan.jobs(|_| false);
+        assert_eq!(all.len(), 2 * (Method::ALL.len() - 1) - 1);
+        assert!(all.iter().all(|j| j.method != Method::SamBox));
+        let with_views = all.iter().filter(|j| j.method == Method::AutoSamAug);
+        assert!(with_views.map(|j| j.k).eq([1]));
     }
 
     #[test]

@@ -1,14 +1,13 @@
 //! Running an experiment: every method of the plan at each K and draw, on the same cached
 //! embeddings, each run scored on the held-out patients and merged into the outputs as it ends.
 
-use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
 
-use super::plan::{Method, Plan};
+use super::plan::{Job, Method, Plan};
 use super::report::{Outputs, Run, Summary, range_name, report};
 use crate::augment::Family;
 use crate::baselines::UNet;
@@ -132,147 +131,129 @@ pub fn run(sam: &Sam, sam_weights: &Weights, args: &ExperimentArgs) -> Result<(u
     // SimCLR once, when the first UNet + SimCLR run starts from the beginning; a run resumed from
     // its checkpoint holds its own encoder already.
     let mut pretrained: Option<UNetEncoder> = None;
-    let simclr_s = Cell::new(None);
+    let mut simclr_s = None;
 
-    'plan: for &(k, draws) in &plan.ks {
-        for (draw, chosen) in plan.draws(k, draws).into_iter().enumerate() {
-            let train_cases = cases_of(&cases, &chosen);
-            let emb: Vec<Sample> = train_cases
+    let run_dir = |job: &Job| args.checkpoints.join(job.key());
+    // Without --resume every run starts over; with it, a run stopped part way goes on first.
+    let jobs = plan.jobs(|job| args.resume && resume::exists(&run_dir(job)));
+    for job in jobs {
+        let Job {
+            method,
+            k,
+            draw,
+            ref patients,
+        } = job;
+        if done(method, k, draw, patients)? {
+            continue;
+        }
+        let train_cases = cases_of(&cases, patients);
+        let slices = train_cases.iter().map(|c| c.embeddings.slices.len()).sum();
+        let batch = TrainConfig::default().batch_size;
+        let steps = plan.budget.steps(slices, batch);
+        let cfg = TrainConfig {
+            steps: Some(steps),
+            seed: draw as u64,
+            ..TrainConfig::default()
+        };
+        let dir = run_dir(&job);
+        if !args.resume {
+            resume::remove(&dir)?;
+        }
+        let saved = Saved {
+            run: serde_json::json!({
+                "method": method.key(),
+                "k": k,
+                "draw": draw,
+                "patients": patients,
+                "steps": steps,
+                "batch_size": cfg.batch_size,
+                "lr": cfg.lr,
+                "seed": cfg.seed,
+            }),
+            dir,
+            stop_at: args.stop_at,
+        };
+        let embeddings = || -> Vec<Sample> {
+            train_cases
                 .iter()
                 .flat_map(|c| c.embedding_samples())
-                .collect();
-            let img: Vec<Sample> = train_cases.iter().flat_map(|c| c.image_samples()).collect();
-            let batch = TrainConfig::default().batch_size;
-            let steps = plan.budget.steps(emb.len(), batch);
-            let cfg = TrainConfig {
-                steps: Some(steps),
-                seed: draw as u64,
-                ..TrainConfig::default()
-            };
-            let run_dir = |method: Method| {
-                args.checkpoints
-                    .join(format!("{}-k{k}-d{draw}", method.key()))
-            };
-            let saved = |method: Method| -> Result<Saved> {
-                let dir = run_dir(method);
-                // Without --resume every run starts over.
-                if !args.resume {
-                    resume::remove(&dir)?;
-                }
-                let run = serde_json::json!({
-                    "method": method.key(),
-                    "k": k,
-                    "draw": draw,
-                    "patients": chosen,
-                    "steps": steps,
-                    "batch_size": cfg.batch_size,
-                    "lr": cfg.lr,
-                    "seed": cfg.seed,
-                });
-                Ok(Saved {
-                    dir,
-                    run,
-                    stop_at: args.stop_at,
-                })
-            };
-            // False when the run stopped part way (`stop_at`).
-            let mut go = |method: Method, scored: Scored| {
-                let Some((dice, loss, train_s, eval_s)) = scored? else {
-                    return Ok(false);
-                };
-                runs.push(Run {
-                    method,
-                    k,
-                    draw,
-                    patients: chosen.clone(),
-                    dice,
-                    train_s,
-                    eval_s,
-                    steps,
-                    epochs: plan.budget.epochs(),
-                    loss,
-                });
-                log::info!("{}", report(runs.last().unwrap()));
-                outputs.write(&runs, plan, &summary(&runs, simclr_s.get()))?;
-                // The row holds the result now: the run's checkpoint has served.
-                resume::remove(&run_dir(method))?;
-                Ok::<bool, Error>(true)
-            };
-            let todo = |method: Method| -> Result<bool> {
-                Ok(plan.runs(method) && !done(method, k, draw, &chosen)?)
-            };
-            let fit_score = |method: Method, model: Head, samples: &[Sample]| {
-                let saved = saved(method)?;
-                train_and_score(model, samples, false, &cfg, &dense_pe, &test, &saved)
-            };
-            for kind in HeadKind::ALL {
-                if !todo(Method::Head(kind))? {
-                    continue;
-                }
-                ad.seed(draw as u64);
-                let head = Head::new(kind, classes, sam_weights, &ad)?;
-                if !go(
-                    Method::Head(kind),
-                    fit_score(Method::Head(kind), head, &emb),
-                )? {
-                    break 'plan;
-                }
-            }
-            if plan.aug_ks.contains(&k) && todo(Method::AutoSamAug)? {
-                let mut with_views = emb.clone();
+                .collect()
+        };
+        let images =
+            || -> Vec<Sample> { train_cases.iter().flat_map(|c| c.image_samples()).collect() };
+        let head = |kind: HeadKind| {
+            ad.seed(draw as u64);
+            Head::new(kind, classes, sam_weights, &ad)
+        };
+        let scored = match method {
+            // Trains nothing: scored above.
+            Method::SamBox => continue,
+            Method::Head(kind) => train_and_score(
+                head(kind)?,
+                &embeddings(),
+                false,
+                &cfg,
+                &dense_pe,
+                &test,
+                &saved,
+            ),
+            Method::AutoSamAug => {
+                let mut with_views = embeddings();
                 for c in &train_cases {
                     let views =
                         c.views(sam, Family::Mild, plan.aug_views, draw as u64, &args.cache)?;
                     with_views.extend(views.into_iter().flatten());
                 }
-                ad.seed(draw as u64);
-                let head = Head::new(HeadKind::AutoSam, classes, sam_weights, &ad)?;
-                if !go(
-                    Method::AutoSamAug,
-                    fit_score(Method::AutoSamAug, head, &with_views),
-                )? {
-                    break 'plan;
-                }
+                let head = head(HeadKind::AutoSam)?;
+                train_and_score(head, &with_views, false, &cfg, &dense_pe, &test, &saved)
             }
-            if todo(Method::UNet)? {
+            Method::UNet => {
                 ad.seed(draw as u64);
                 let unet = UNet::new(1, classes, &ad);
-                let saved = saved(Method::UNet)?;
-                if !go(
-                    Method::UNet,
-                    train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &saved),
-                )? {
-                    break 'plan;
-                }
+                train_and_score(unet, &images(), true, &cfg, &dense_pe, &test, &saved)
             }
-            if todo(Method::UNetSimclr)? {
-                let saved = saved(Method::UNetSimclr)?;
+            Method::UNetSimclr => {
                 let encoder = match &pretrained {
                     Some(encoder) => encoder.clone(),
                     None if resume::exists(&saved.dir) => UNetEncoder::new(1, &ad),
                     None => {
                         let (encoder, s) =
                             pretrain(sam, &args.data, &wanted(&plan.unlabelled), plan, &ad)?;
-                        simclr_s.set(Some(s));
+                        simclr_s = Some(s);
                         pretrained.insert(encoder).clone()
                     }
                 };
                 ad.seed(draw as u64);
                 let unet = UNet::with_encoder(encoder, classes, &ad);
-                if !go(
-                    Method::UNetSimclr,
-                    train_and_score(unet, &img, true, &cfg, &dense_pe, &test, &saved),
-                )? {
-                    break 'plan;
-                }
+                train_and_score(unet, &images(), true, &cfg, &dense_pe, &test, &saved)
             }
-        }
+        };
+        // None: the run stopped part way (`stop_at`), and so does the plan.
+        let Some((dice, loss, train_s, eval_s)) = scored? else {
+            break;
+        };
+        runs.push(Run {
+            method,
+            k,
+            draw,
+            patients: patients.clone(),
+            dice,
+            train_s,
+            eval_s,
+            steps,
+            epochs: plan.budget.epochs(),
+            loss,
+        });
+        log::info!("{}", report(runs.last().unwrap()));
+        outputs.write(&runs, plan, &summary(&runs, simclr_s))?;
+        // The row holds the result now: the run's checkpoint has served.
+        resume::remove(&saved.dir)?;
     }
     // A resumed part with nothing left to do leaves the file's closing line as it was.
     let all = if runs.is_empty() && args.resume {
         outputs.read()?.len()
     } else {
-        outputs.write(&runs, plan, &summary(&runs, simclr_s.get()))?
+        outputs.write(&runs, plan, &summary(&runs, simclr_s))?
     };
     Ok((runs.len(), all))
 }
